@@ -1,0 +1,173 @@
+"""Load questions from any supported file, with file:line errors for malformed records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from meds3.data.errors import DataError, FieldError, LoadReport, QuestionList, SkippedRecord
+from meds3.data.formats import FORMATS, detect_format
+from meds3.data.question import MedQuestion
+from meds3.data.reader import (RawRecord, container_of, iter_csv, iter_json_array, iter_jsonl,
+                               load_json_document, read_bytes)
+
+logger = logging.getLogger(__name__)
+
+FORMAT_ALIASES = {"auto": "auto", "normalized": "meds3", "jsonl": "meds3", "medsss": "meds3_conversations",
+                  "meds3-conversations": "meds3_conversations", "head-qa": "headqa", "medmcqa-0": "medmcqa",
+                  "medmcqa-1": "medmcqa"}
+
+
+def _document_records(path: Path, doc: Any) -> Iterator[RawRecord]:
+    """Records of a whole-file JSON document: an array, HEAD-QA's exams, or a dict keyed by id."""
+    if isinstance(doc, list):
+        yield from iter_json_array(doc)
+    elif isinstance(doc, dict) and isinstance(doc.get("exams"), dict):
+        for exam, body in doc["exams"].items():
+            rows = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(rows, list):
+                yield RawRecord(f"exams.{exam}", error="expected a 'data' list of questions")
+                continue
+            ctx = {"exam": exam, "language": doc.get("language"),
+                   **{k: body.get(k) for k in ("category", "year")}}
+            for i, rec in enumerate(rows):
+                yield RawRecord(f"exams.{exam}.data[{i}]", value=rec, context=ctx)
+    elif isinstance(doc, dict) and doc and all(isinstance(v, dict) for v in doc.values()):
+        for key, rec in doc.items():
+            yield RawRecord(f"record '{key}'", value=rec, context={"key": str(key)})
+    elif isinstance(doc, dict):
+        yield RawRecord("record 0", value=doc)
+    else:
+        raise DataError(str(path), None, f"expected JSON objects, the file holds a {type(doc).__name__}")
+
+
+def read_records(path: Path, container: str | None = None) -> tuple[str, list[RawRecord]]:
+    """All raw records of a file and the container kind they came in."""
+    data = read_bytes(path)
+    container = container or container_of(path, data)
+    if container == "csv":
+        return container, list(iter_csv(data))
+    if container == "json":
+        return container, list(_document_records(path, load_json_document(path, data)))
+    records = list(iter_jsonl(data))
+    only = records[0].value if len(records) == 1 else None
+    if isinstance(only, dict) and only and (isinstance(only.get("exams"), dict)
+                                            or all(isinstance(v, dict) for v in only.values())):
+        # A one-line document keyed by id (ori_pqal.json written without indentation).
+        return "json", list(_document_records(path, only))
+    return container, records
+
+
+def _medmcqa_cop_base(records: list[RawRecord], requested: str) -> int:
+    """0 if ``cop`` is 0-based (Hugging Face copy), 1 if 1-based (original release)."""
+    if requested in ("medmcqa-0", "medmcqa-1"):
+        return int(requested[-1])
+    cops = {r.value.get("cop") for r in records if isinstance(r.value, dict)}
+    cops = {int(c) for c in cops if isinstance(c, int) or (isinstance(c, str) and c.isdigit())}
+    if 0 in cops:
+        return 0
+    if 4 not in cops:
+        logger.warning("MedMCQA 'cop' values %s fit both 0-3 and 1-4; assuming the original 1-4 "
+                       "(pass format='medmcqa-0' for the Hugging Face copy)", sorted(cops))
+    return 1
+
+
+def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str = "raise",
+                   source: str | None = None) -> QuestionList:
+    """Load every question of a data file.
+
+    Args:
+        path: a JSONL, JSON or CSV file in one of the formats of :mod:`meds3.data.formats`
+            (meds3/normalized JSONL, MedQA, MedMCQA, PubMedQA ``ori_pqal.json``, MMLU CSV,
+            HEAD-QA JSON, MedS3 conversations).
+        format: ``"auto"`` (detect from the first readable record) or a format name.
+        on_error: ``"raise"`` stops at the first malformed record; ``"skip"`` loads the valid
+            records and logs and returns what was skipped (``result.report``).
+        source: dataset name stored on each question (default: from the record or file).
+
+    Returns:
+        A :class:`QuestionList` (a ``list[MedQuestion]`` with ``.report``).
+
+    Raises:
+        DataError: naming file, line/record and field, for a malformed record (with
+            ``on_error="raise"``) or a file-level problem (missing, empty, unknown format).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(path)
+    requested = format
+    fmt = FORMAT_ALIASES.get(format, format)
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; known: auto, {', '.join(sorted(FORMATS))}")
+    container = "csv" if fmt == "mmlu" else None
+    container, records = read_records(path, container)
+    if fmt == "auto":
+        first = next((r.value for r in records if r.error is None), None)
+        fmt = detect_format(first) if first is not None else None
+        if fmt is None:
+            bad = next((r for r in records if r.error), None)
+            if first is None and bad is not None:
+                raise DataError(str(path), bad.where, bad.error)
+            keys = sorted(first) if isinstance(first, dict) else type(first).__name__
+            raise DataError(str(path), None, f"cannot detect the format (first record: {keys}); "
+                                             f"pass format= one of {', '.join(sorted(FORMATS))}")
+    ctx_base = {"stem": path.stem, "source": source}
+    if fmt == "medmcqa":
+        ctx_base["cop_base"] = _medmcqa_cop_base(records, requested)
+    convert = FORMATS[fmt].convert
+    report = LoadReport(str(path), fmt)
+    questions: list[MedQuestion] = []
+    seen: dict[str, str] = {}
+
+    def fail(where: str, field: str | None, reason: str) -> None:
+        if on_error == "raise":
+            raise DataError(str(path), where, reason, field)
+        report.skipped.append(SkippedRecord(where, field, reason))
+
+    for index, raw in enumerate(records):
+        if raw.error is not None:
+            fail(raw.where, None, raw.error)
+            continue
+        if not isinstance(raw.value, (dict, list)) or (fmt != "mmlu" and not isinstance(raw.value, dict)):
+            fail(raw.where, None, f"expected a JSON object, got {type(raw.value).__name__}")
+            continue
+        try:
+            q = convert(raw.value, index, {**ctx_base, **raw.context})
+        except FieldError as exc:
+            fail(raw.where, exc.field, str(exc))
+            continue
+        if q.id in seen:
+            fail(raw.where, "id", f"duplicate id {q.id!r} (first at {seen[q.id]})")
+            continue
+        seen[q.id] = raw.where
+        questions.append(q)
+    report.loaded = len(questions)
+    if report.skipped:
+        logger.warning("%s", report.summary())
+    return QuestionList(questions, report)
+
+
+def save_questions(path: str | os.PathLike, questions: Iterable[MedQuestion]) -> Path:
+    """Write questions as meds3 JSONL atomically (temporary file, fsync, rename).
+
+    Returns the path written; :func:`load_questions` reads it back to equal objects.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for q in questions:
+                f.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
