@@ -27,8 +27,37 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+class RawOverride(str):
+    """A ``key=value`` override's text, read according to the type of its field."""
+
+
+def _accepts_str(tp: Any) -> bool:
+    args = typing.get_args(tp)
+    return tp is str or (typing.get_origin(tp) in (Union, types.UnionType) and str in args)
+
+
+def _read_override(raw: RawOverride, tp: Any) -> Any:
+    """Text for str fields (so ``step_prefix=Step {i}: `` stays text), YAML otherwise."""
+    if _accepts_str(tp) or (typing.get_origin(tp) is Literal and str(raw) in typing.get_args(tp)):
+        return str(raw)
+    if not raw.strip():
+        return ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return str(raw)
+    if isinstance(value, str) and float in (tp, *typing.get_args(tp)):
+        try:  # YAML 1.1 reads "1e-3" as text; a float field means the number
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against annotation ``tp`` and convert where lossless (int -> float)."""
+    if isinstance(value, RawOverride):
+        value = _read_override(value, tp)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -125,7 +154,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``["a.b=3", "name=x"]`` -> ``{"a": {"b": 3}, "name": "x"}``; values are read as YAML."""
+    """``["a.b=3", "name=x"]`` -> ``{"a": {"b": "3"}, "name": "x"}`` as :class:`RawOverride`
+    texts; each is read when its field's type is known (YAML for non-text fields)."""
     result: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
@@ -134,10 +164,7 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         key = key.strip()
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = RawOverride(raw)
         node = result
         parts = key.split(".")
         for part in parts[:-1]:
