@@ -1,4 +1,4 @@
-"""``meds3 verify FILE --id ID [TEXT]``: check one model output against a question's gold answer."""
+"""``meds3 verify FILE --id ID [--text TEXT]``: check one model output against a question's gold answer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="verify a model output against a question")
     p.add_argument("file", help="question file")
     p.add_argument("--id", required=True, help="question id")
-    p.add_argument("text", nargs="?", help="model output (default: read standard input)")
+    p.add_argument("--text", help="model output (default: read standard input)")
     p.set_defaults(func=run_verify)
 
 

@@ -18,7 +18,7 @@ class SeedGenConfig:
 
     n: int = 500  # number of questions
     seed: int = 0  # same seed -> byte-identical file
-    levels: list[str] = field(default_factory=lambda: list(LEVELS))  # drawn from uniformly
+    levels: list[str] = field(default_factory=lambda: list(LEVELS))  # each calculator cycles through these
     calculators: Optional[list[str]] = None  # registry names; None = every calculator
     output: str = "seed_data/clinical_calc.jsonl"
 
