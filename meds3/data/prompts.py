@@ -72,6 +72,11 @@ def step_header(i: int, config: PromptConfig | None = None) -> str:
     return (config or PromptConfig()).step_prefix.format(i=i)
 
 
+def step_marker(config: PromptConfig | None = None) -> str:
+    """What every step header starts with (``"Step "``): the prefix before its number."""
+    return (config or PromptConfig()).step_prefix.split("{i}")[0]
+
+
 def render_steps(steps: Sequence[str], config: PromptConfig | None = None, start: int = 0) -> str:
     """Join step texts as ``Step start: ...`` + separator + ``Step start+1: ...``."""
     config = config or PromptConfig()

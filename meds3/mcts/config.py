@@ -1,0 +1,54 @@
+"""The search config: every MedS3 constant, defaulting to the paper's value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class SearchConfig:
+    """MCTS over reasoning steps (MedS3 §3; DESIGN.md §1). Defaults are the paper's values
+    unless the comment says otherwise."""
+
+    exploration_constant: float = 2.0  # C in V(c) + C*sqrt(ln N(parent) / N(c))
+    unvisited_score: float = 5.0  # UCT score of a child never visited
+    pruned_score: float = -1.0  # UCT score of a completed child (pruned)
+    expansion_width: int = 3  # children per expansion
+    finish_children: int = 1  # of those, Finish actions below the root (MedS3 lets the model choose; we fix it)
+    bear_ratio: float = 0.9  # a node whose rollout value reaches this expands with one Finish child (MedS3 code)
+    max_nodes: int = 60  # stop a tree at this many nodes (root included)
+    target_correct_leaves: int = 4  # stop after this many correct Finish leaves
+    force_finish_max_correct: int = 3  # at the end, with at most this many correct leaves, finish every open leaf
+    rollout_budget: int = 20  # k = max(rollout_budget // (depth + 1), min_rollouts)
+    min_rollouts: int = 5
+    backup_rule: Literal["comp", "mean"] = "comp"  # comp: V_p <- (V_p + sum V_c N_c / sum N_c) / 2
+    temperature: float = 0.8  # MedS3 samples at T 0.6-1.0
+    top_p: float = 0.9
+    max_step_tokens: int = 256  # a Reason step (not in the paper)
+    max_finish_tokens: int = 512  # a Finish step runs to EOS (not in the paper)
+    max_rollout_tokens: int = 1024  # a rollout completion (not in the paper)
+    max_depth: int = 12  # below this depth only Finish actions (a guard; not in the paper)
+    seed: int = 0  # request seeds derive from (seed, question id, node id): batch-independent
+
+    def __post_init__(self) -> None:
+        if self.expansion_width < 1:
+            raise ValueError(f"expansion_width must be >= 1, got {self.expansion_width}")
+        if not 0 <= self.finish_children <= self.expansion_width:
+            raise ValueError(f"finish_children must be in [0, expansion_width], got {self.finish_children}")
+        if self.max_nodes < 2:
+            raise ValueError(f"max_nodes must be >= 2, got {self.max_nodes}")
+        if self.rollout_budget < 1 or self.min_rollouts < 1:
+            raise ValueError("rollout_budget and min_rollouts must be >= 1")
+        if not 0 <= self.bear_ratio <= 1:
+            raise ValueError(f"bear_ratio must be in [0, 1], got {self.bear_ratio}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        for name in ("max_step_tokens", "max_finish_tokens", "max_rollout_tokens", "max_depth",
+                     "target_correct_leaves"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def rollouts_at(self, depth: int) -> int:
+        """Rollouts for a node at ``depth``: ``max(rollout_budget // (depth + 1), min_rollouts)``."""
+        return max(self.rollout_budget // (depth + 1), self.min_rollouts)

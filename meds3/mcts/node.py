@@ -1,0 +1,130 @@
+"""Nodes and trees: plain data, JSON round trip, networkx export."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+from meds3.data.question import MedQuestion
+
+SCHEMA_VERSION = 1
+KINDS = ("root", "reason", "finish")
+
+
+@dataclass
+class Node:
+    """One reasoning step of a search tree.
+
+    ``value`` is the backed-up value V; ``rollout_value`` the share of rollouts from this node
+    that the rules verified correct (None for Finish nodes, which are checked directly).
+    ``verdict`` is the rule check of a Finish node's answer (None: no answer, unverifiable).
+    ``completed`` nodes are pruned from selection: Finish and failed nodes, and nodes whose
+    children are all completed. ``failed`` says why a generation produced no usable step.
+    """
+
+    id: int
+    parent: Optional[int]
+    depth: int
+    kind: str
+    step: str
+    children: list[int] = field(default_factory=list)
+    visits: int = 0
+    value: float = 0.0
+    rollout_value: Optional[float] = None
+    rollout_count: int = 0
+    rollout_correct: int = 0
+    terminal: bool = False
+    completed: bool = False
+    verdict: Optional[bool] = None
+    answer: Optional[str] = None
+    tokens: int = 0
+    finish_reason: Optional[str] = None
+    failed: Optional[str] = None
+
+    @property
+    def is_correct_leaf(self) -> bool:
+        """A Finish node whose answer the rules verified correct."""
+        return self.kind == "finish" and self.verdict is True
+
+
+@dataclass
+class Tree:
+    """A search tree for one question. ``status``: ``running``, ``complete`` or ``failed``."""
+
+    question: MedQuestion
+    nodes: list[Node] = field(default_factory=list)
+    status: str = "running"
+    stop_reason: str = ""
+    error: str = ""
+    rounds: int = 0
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def root(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def question_id(self) -> str:
+        return self.question.id
+
+    def path(self, node_id: int) -> list[Node]:
+        """Nodes from the root to ``node_id``, both included."""
+        out = []
+        cur: Optional[int] = node_id
+        while cur is not None:
+            out.append(self.nodes[cur])
+            cur = self.nodes[cur].parent
+        return out[::-1]
+
+    def steps_to(self, node_id: int) -> list[str]:
+        """Step texts after the root (Step 1, Step 2, ...) down to ``node_id``."""
+        return [n.step for n in self.path(node_id)[1:]]
+
+    def leaves(self) -> list[Node]:
+        return [n for n in self.nodes if not n.children]
+
+    def correct_leaves(self) -> list[Node]:
+        return [n for n in self.nodes if n.is_correct_leaf]
+
+    def finish_leaves(self) -> list[Node]:
+        return [n for n in self.nodes if n.kind == "finish"]
+
+    @property
+    def tokens(self) -> int:
+        """Generated tokens spent on this tree (steps and rollouts)."""
+        return sum(n.tokens for n in self.nodes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; :meth:`from_dict` inverts it exactly."""
+        return {"schema_version": self.schema_version, "question": self.question.to_dict(),
+                "status": self.status, "stop_reason": self.stop_reason, "error": self.error,
+                "rounds": self.rounds, "nodes": [asdict(n) for n in self.nodes]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Tree":
+        """Rebuild a tree from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: a schema version this code does not read.
+        """
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"tree schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        names = {f.name for f in fields(Node)}
+        nodes = [Node(**{k: v for k, v in n.items() if k in names}) for n in data["nodes"]]
+        return cls(question=MedQuestion.from_dict(data["question"]), nodes=nodes, status=data["status"],
+                   stop_reason=data.get("stop_reason", ""), error=data.get("error", ""),
+                   rounds=data.get("rounds", 0), schema_version=version)
+
+    def to_networkx(self):
+        """A ``networkx.DiGraph``: one vertex per node (its fields as attributes), parent -> child edges."""
+        import networkx as nx
+
+        graph = nx.DiGraph(question_id=self.question.id, status=self.status)
+        for n in self.nodes:
+            attrs = asdict(n)
+            attrs.pop("children")
+            graph.add_node(n.id, **attrs)
+            if n.parent is not None:
+                graph.add_edge(n.parent, n.id)
+        return graph
