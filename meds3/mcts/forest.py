@@ -91,20 +91,25 @@ class Forest:
         live: list[TreeSearch] = []
         exhausted = False
         while True:
-            while not exhausted and len(live) < self.live_trees:
-                q = next(pending, None)
-                if q is None:
-                    exhausted = True
-                else:
-                    live.append(self.new_search(q))
-            batch: list[tuple[TreeSearch, list[SearchRequest]]] = []
-            for search in live:
-                reqs = search.requests()
-                if reqs:
-                    batch.append((search, reqs))
-            for search in [s for s in live if s.done]:
-                live.remove(search)
-                yield self._finished(search.tree)
+            # Refill freed slots until every live tree has requests: finished trees leave
+            # before the round, so the round is always as full as the question stream allows.
+            while True:
+                while not exhausted and len(live) < self.live_trees:
+                    q = next(pending, None)
+                    if q is None:
+                        exhausted = True
+                    else:
+                        live.append(self.new_search(q))
+                batch: list[tuple[TreeSearch, list[SearchRequest]]] = []
+                finished = []
+                for search in live:
+                    reqs = search.requests()
+                    (finished.append(search) if search.done else batch.append((search, reqs)))
+                for search in finished:
+                    live.remove(search)
+                    yield self._finished(search.tree)
+                if not finished or exhausted:
+                    break
             if not batch:
                 if exhausted and not live:
                     return

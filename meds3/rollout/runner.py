@@ -1,0 +1,151 @@
+"""The local rollout runner: seed questions -> forest search on one engine -> tree store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from meds3.config import save_config
+from meds3.data.loaders import load_questions
+from meds3.data.prompts import PromptConfig
+from meds3.data.question import MedQuestion
+from meds3.mcts.config import SearchConfig
+from meds3.mcts.forest import Forest, ForestStats
+from meds3.mcts.node import Tree
+from meds3.rollout.store import TreeStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RolloutConfig:
+    """A rollout job: which questions, which policy, where the trees go."""
+
+    seeds: list[str] = field(default_factory=lambda: ["seed_data/clinical_calc.jsonl"])  # question files
+    seed_format: str = "auto"  # loader format of the seed files
+    limit: Optional[int] = None  # first N questions of the seed files (None: all)
+    output_dir: str = "runs/rollout"  # tree shards, config and summary
+    model: str = "smollm2-135m-instruct"  # path, embedded alias or Hugging Face id
+    backend: Literal["transformers", "vllm"] = "transformers"
+    engine: dict[str, Any] = field(default_factory=dict)  # options of build_engine for the backend
+    adapter: Optional[str] = None  # LoRA adapter of the policy (None: the base model)
+    live_trees: int = 16  # trees searched at once; their requests share each engine call
+    flush_every: int = 8  # trees per shard write
+    search: SearchConfig = field(default_factory=SearchConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds must list at least one question file")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.live_trees < 1 or self.flush_every < 1:
+            raise ValueError("live_trees and flush_every must be >= 1")
+
+
+def load_seed_questions(config: RolloutConfig) -> list[MedQuestion]:
+    """The job's questions, in file order, ids unique across files.
+
+    Raises:
+        DataError: a malformed seed file, or an id in two files.
+    """
+    from meds3.data.errors import DataError
+
+    questions: list[MedQuestion] = []
+    owner: dict[str, str] = {}
+    for path in config.seeds:
+        for q in load_questions(path, format=config.seed_format):
+            if q.id in owner:
+                raise DataError(path, None, f"id {q.id!r} is also in {owner[q.id]}")
+            owner[q.id] = path
+            questions.append(q)
+    return questions[: config.limit] if config.limit else questions
+
+
+def summarize(trees: list[Tree]) -> dict[str, Any]:
+    """Counts, correct-leaf rate per task type and domain, tokens per tree."""
+    per_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_domain: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for t in trees:
+        ok = int(bool(t.correct_leaves()))
+        for table, key in ((per_type, t.question.task_type), (per_domain, t.question.domain or "-")):
+            table[key][0] += ok
+            table[key][1] += 1
+    n = len(trees)
+    return {
+        "trees": n,
+        "complete": sum(t.status == "complete" for t in trees),
+        "failed": sum(t.status == "failed" for t in trees),
+        "with_correct_leaf": sum(bool(t.correct_leaves()) for t in trees),
+        "nodes_per_tree": round(sum(len(t.nodes) for t in trees) / n, 2) if n else 0,
+        "tokens_per_tree": round(sum(t.tokens for t in trees) / n, 1) if n else 0,
+        "correct_leaf_rate_by_task_type": {k: round(a / b, 4) for k, (a, b) in sorted(per_type.items())},
+        "correct_leaf_rate_by_domain": {k: round(a / b, 4) for k, (a, b) in sorted(per_domain.items())},
+        "stop_reasons": dict(sorted(_count(t.stop_reason or t.status for t in trees).items())),
+    }
+
+
+def _count(items) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for x in items:
+        out[x] += 1
+    return dict(out)
+
+
+def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> dict[str, Any]:
+    """Search every seed question not yet in the store; resumable.
+
+    Args:
+        config: the job.
+        engine: a ready engine (default: built from ``config.model``/``backend``/``engine``).
+        progress: show a progress bar.
+
+    Returns:
+        The summary of every tree in the store (also written to ``summary.json``).
+    """
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    store = TreeStore(out / "trees", flush_every=config.flush_every)
+    questions = load_seed_questions(config)
+    done = store.done_ids()
+    todo = [q for q in questions if q.id not in done]
+    logger.info("rollout: %d questions, %d already in %s, %d to search", len(questions),
+                len(questions) - len(todo), out, len(todo))
+    if todo:
+        if engine is None:
+            from meds3.engines import build_engine
+
+            engine = build_engine(config.model, backend=config.backend, **config.engine)
+        forest = Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter)
+        _search_into(forest, todo, store, progress)
+    store.close()
+    summary = summarize(list(store.iter_trees()))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, progress: bool) -> ForestStats:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="trees", unit="tree", disable=not progress, dynamic_ncols=True)
+
+    def show(stats: ForestStats) -> None:
+        bar.set_postfix(trees_s=f"{stats.trees_done / stats.elapsed:.3f}",
+                        tok_s=f"{stats.generated_tokens / stats.elapsed:.1f}",
+                        correct=f"{stats.trees_with_correct / max(stats.trees_done, 1):.0%}", refresh=False)
+
+    try:
+        for tree in forest.run(todo, on_round=show):
+            store.add(tree)
+            bar.update(1)
+            show(forest.stats)
+    finally:
+        store.flush()  # an interrupted job keeps every tree it finished
+        bar.close()
+    return forest.stats
