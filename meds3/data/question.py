@@ -6,8 +6,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Task types the verifiers know how to check (``meds3.verify``).
-TASK_TYPES = ("multiple_choice", "yes_no", "numeric", "exact", "span")
+#: Task types the verifiers know how to check (``meds3.verify``); a verifier registered
+#: under a new name adds it (see :func:`add_task_type`).
+TASK_TYPES: list[str] = ["multiple_choice", "yes_no", "numeric", "exact", "span"]
+
+
+def add_task_type(name: str) -> None:
+    """Accept ``name`` as a task type (called by ``meds3.verify.register_verifier``)."""
+    if name not in TASK_TYPES:
+        TASK_TYPES.append(name)
 
 #: Option letters in order; options are always keyed by a prefix of this.
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -41,7 +48,7 @@ class MedQuestion:
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
-            raise ValueError(f"task_type {self.task_type!r} is not one of {TASK_TYPES}")
+            raise ValueError(f"task_type {self.task_type!r} is not one of {', '.join(TASK_TYPES)}")
 
     @property
     def context(self) -> str:
