@@ -57,7 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(render_prompt(sample[0]))
     print("-" * 72)
     label = {True: "correct", False: "incorrect", None: "unverifiable"}
-    header = f"{'id':<28} {'level':<7} {'gold':>10}  " + "  ".join(f"{k:<13}" for k in EXPECTED)
+    header = f"{'id':<36} {'level':<7} {'gold':>10}  " + "  ".join(f"{k:<13}" for k in EXPECTED)
     print("\n" + header + "\n" + "-" * len(header))
     mismatches = 0
     for q in sample:
@@ -67,6 +67,6 @@ def run_demo(args: argparse.Namespace) -> int:
             ok = verdict.correct is EXPECTED[kind]
             mismatches += not ok
             cells.append(f"{label[verdict.correct] + ('' if ok else '!'):<13}")
-        print(f"{q.id:<28} {q.metadata.get('level', ''):<7} {q.answer:>10}  " + "  ".join(cells))
+        print(f"{q.id:<36} {q.metadata.get('level', ''):<7} {q.answer:>10}  " + "  ".join(cells))
     print(f"\n{len(sample) * 3 - mismatches}/{len(sample) * 3} verdicts as expected")
     return 1 if mismatches else 0
