@@ -1,0 +1,384 @@
+"""transformers backend: the embedded default, on CPU (float32) or CUDA (bfloat16).
+
+Why a hand-written decode loop rather than ``model.generate``: ``generate`` prefills each of
+the ``num_return_sequences`` copies of a prompt separately, pads every sample to the longest
+one, keeps finished rows in the batch until the last one ends, and with ``DynamicCache``
+concatenates the whole KV cache every step. The search sends many requests of very different
+lengths (n=3 expansions that stop at "Step k:", n=k rollouts that run to the answer), so here:
+
+- each distinct prompt is prefilled once and its KV rows copied for its ``n`` samples;
+- the KV lives in preallocated buffers written in place (``kv.KVBatch``);
+- finished rows are dropped and queued prompts admitted while others still decode
+  (continuous batching), under a row cap and a KV-token budget;
+- a prefix store (``kv.PrefixStore``) keeps the KV of recent prompts and of prompts plus their
+  generated tokens, so a child node's prompt only computes its new tokens;
+- every sample has its own seeded generator, so seeds do not depend on batch composition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from meds3.engines import fast_ops
+from meds3.engines.base import Engine, register_backend
+from meds3.engines.kv import KVBatch, PrefixStore
+from meds3.engines.models import resolve_model
+from meds3.engines.sampling import StopChecker, sample_tokens
+from meds3.engines.types import (
+    GenerationRequest, GenerationResult, Sample, SamplingParams, sample_seed,
+)
+
+logger = logging.getLogger(__name__)
+_HEADROOM = 64  # free KV columns allocated with a batch, so growth copies are rare
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class _Row:
+    """One sample being decoded."""
+
+    req: int
+    index: int
+    params: SamplingParams
+    generator: torch.Generator
+    stop: StopChecker | None
+    prompt: list[int]
+    ids: list[int] = field(default_factory=list)
+    done: bool = False
+
+
+@dataclass
+class _Unit:
+    """One prefill: a prompt and the rows that sample from it."""
+
+    adapter: str | None
+    ids: list[int]
+    owner: int  # request charged with the computed prompt tokens
+    rows: list[_Row]
+
+
+@register_backend("transformers")
+class TransformersEngine(Engine):
+    """Batched generation with transformers models.
+
+    Args:
+        model: directory, alias or hub id (see ``resolve_model``), or a loaded
+            ``PreTrainedModel`` (then ``tokenizer`` is required).
+        tokenizer: tokenizer to use instead of the model directory's.
+        device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
+        dtype: default float32 on CPU, bfloat16 on CUDA.
+        max_batch_size: most rows decoded together.
+        kv_cache_mb: KV memory the running batch may use (default 4096 on CPU, 16384 on GPU).
+        max_prefill_tokens: padded prompt tokens per prefill forward.
+        prefix_cache_mb: memory of the prefix store across calls; 0 disables it.
+        cache_generated: also store prompts plus generated tokens (children continue them).
+        share_prefill: prefill each distinct prompt once for all its samples (off only to
+            measure what sharing saves).
+        seed: seeds the draws of requests that have no seed.
+        attn_implementation: transformers attention kernel; the default is ``sdpa`` with
+            grouped-query decoding that reads the KV cache in place (``fast_ops.py``).
+    """
+
+    def __init__(self, model: Any, *, tokenizer: Any = None, device: str | None = None,
+                 dtype: str | torch.dtype | None = None, max_batch_size: int = 64,
+                 kv_cache_mb: int | None = None, max_prefill_tokens: int = 4096,
+                 prefix_cache_mb: int = 1024, cache_generated: bool = True,
+                 share_prefill: bool = True, seed: int = 0,
+                 attn_implementation: str = fast_ops.NAME):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(dtype, str):
+            dtype = _DTYPES[dtype]
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        if isinstance(model, (str, os.PathLike)):
+            self.model_path = str(resolve_model(model))
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.model_path, dtype=self.dtype, attn_implementation=attn_implementation)
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.model_path)
+            if self.device.type == "cpu":
+                fast_ops.chunk_output_head(self.model)
+        else:
+            if tokenizer is None:
+                raise ValueError("a loaded model needs tokenizer=")
+            self.model, self.tokenizer = model, tokenizer
+            self.model_path = str(getattr(model, "name_or_path", ""))
+        self.model.to(self.device).eval()
+        cfg = self.model.config.get_text_config()
+        self._max_len = getattr(cfg, "max_position_embeddings", None)
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self._like = dict(n_layers=cfg.num_hidden_layers, heads=heads, head_dim=head_dim,
+                          dtype=self.dtype, device=self.device)
+        self.kv_bytes_per_token = 2 * cfg.num_hidden_layers * heads * head_dim * self.dtype.itemsize
+        budget = kv_cache_mb or (16384 if self.device.type == "cuda" else 4096)
+        self.max_batch_tokens = budget * 2**20 // self.kv_bytes_per_token
+        self.max_batch_size, self.max_prefill_tokens = max_batch_size, max_prefill_tokens
+        self.share_prefill, self.cache_generated = share_prefill, cache_generated
+        self.prefix_store = PrefixStore(prefix_cache_mb * 2**20)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id or 0
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self._rng = random.Random(seed)
+        self._adapters: dict[str, str] = {}
+        self._active: str | None = None
+
+    # ----------------------------------------------------------------- public
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Sample every request; see :meth:`Engine.generate`."""
+        requests = list(requests)
+        start = time.perf_counter()
+        prompts = [self._prompt_ids(r) for r in requests]
+        samples: list[list[Sample | None]] = [[None] * r.n for r in requests]
+        computed = [0] * len(requests)
+        queue = deque(self._plan(requests, prompts))
+        batch, rows, adapter = None, [], None
+        with torch.inference_mode():
+            while queue or rows:
+                if queue and self._room(rows, batch, queue[0], adapter):
+                    if batch is not None and any(r.done for r in rows):
+                        batch, rows = self._compact(batch, rows)
+                    adapter = queue[0].adapter
+                    self._activate(adapter)
+                    units = self._admit(queue, rows, batch)
+                    new_batch, new_rows, logits = self._prefill(units, computed)
+                    self._advance(new_rows, logits, new_batch, adapter, samples)
+                    batch = new_batch if batch is None else batch.concat(new_batch, _HEADROOM)
+                    rows = rows + new_rows
+                live = sum(not r.done for r in rows)
+                if live == 0:
+                    batch, rows = None, []
+                    continue
+                if len(rows) - live >= max(1, len(rows) // 4):
+                    batch, rows = self._compact(batch, rows)
+                logits = self._step(batch, rows)
+                self._advance(rows, logits, batch, adapter, samples)
+        generated = sum(len(x.token_ids) for per_request in samples for x in per_request)
+        seconds = time.perf_counter() - start
+        logger.debug("%d requests: %d prompt tokens computed, %d generated in %.1f s (%.1f tok/s)",
+                     len(requests), sum(computed), generated, seconds, generated / max(seconds, 1e-9))
+        return [
+            GenerationResult(
+                request_id=r.request_id, prompt_token_ids=p, samples=s,
+                prompt_tokens=len(p), prompt_tokens_computed=c,
+                prompt_tokens_cached=r.n * len(p) - c)
+            for r, p, s, c in zip(requests, prompts, samples, computed)
+        ]
+
+    # --------------------------------------------------------------- planning
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        ids = request.prompt_token_ids
+        if ids is None:
+            ids = self.tokenizer.encode(request.prompt, add_special_tokens=False)
+        if not ids:
+            raise ValueError(f"request {request.request_id!r}: empty prompt")
+        if self._max_len and len(ids) + request.params.max_new_tokens > self._max_len:
+            raise ValueError(
+                f"request {request.request_id!r}: prompt ({len(ids)} tokens) + max_new_tokens "
+                f"({request.params.max_new_tokens}) exceeds the model context {self._max_len}")
+        return list(ids)
+
+    def _plan(self, requests, prompts) -> list[_Unit]:
+        """Group samples into prefill units: one per distinct (adapter, prompt)."""
+        units: dict[Any, _Unit] = {}
+        for i, (req, ids) in enumerate(zip(requests, prompts)):
+            seed = req.params.seed if req.params.seed is not None else self._rng.getrandbits(62)
+            stop = StopChecker(self.tokenizer, req.params.stop) if req.params.stop else None
+            for j in range(req.n):
+                gen = torch.Generator(device=self.device).manual_seed(sample_seed(seed, j))
+                row = _Row(i, j, req.params, gen, stop, ids)
+                key = (req.adapter, tuple(ids)) if self.share_prefill else (i, j)
+                unit = units.setdefault(key, _Unit(req.adapter, ids, i, []))
+                unit.rows.append(row)
+        out = []
+        for unit in units.values():  # a unit never holds more rows than a batch
+            for k in range(0, len(unit.rows), self.max_batch_size):
+                out.append(_Unit(unit.adapter, unit.ids, unit.owner,
+                                 unit.rows[k : k + self.max_batch_size]))
+        # longest first: later, shorter prompts fit under the running length (no re-padding)
+        out.sort(key=lambda u: (u.adapter or "", -len(u.ids)))
+        return out
+
+    def _cost(self, n_rows: int, length: int, max_new: int) -> int:
+        return n_rows * (length + max_new)
+
+    def _room(self, rows, batch, unit: _Unit, adapter) -> bool:
+        if not rows:
+            return True
+        if unit.adapter != adapter:
+            return False
+        live = sum(not r.done for r in rows)
+        free = self.max_batch_size - live
+        if free < max(len(unit.rows), self.max_batch_size // 4):
+            return False
+        length = max(batch.length, len(unit.ids))
+        max_new = max(r.params.max_new_tokens for r in rows + unit.rows)
+        return self._cost(live + len(unit.rows), length, max_new) <= self.max_batch_tokens
+
+    def _admit(self, queue, rows, batch) -> list[_Unit]:
+        """Pop units that fit beside the live rows (at least one when nothing runs)."""
+        live = [r for r in rows if not r.done]
+        length = batch.length if batch is not None and live else 0
+        units: list[_Unit] = []
+        while queue and queue[0].adapter == (units[0].adapter if units else queue[0].adapter):
+            unit = queue[0]
+            n_rows = len(live) + sum(len(u.rows) for u in units) + len(unit.rows)
+            new_len = max(length, len(unit.ids))
+            max_new = max(r.params.max_new_tokens for u in units + [unit] for r in u.rows)
+            fits = n_rows <= self.max_batch_size and \
+                self._cost(n_rows, new_len, max_new) <= self.max_batch_tokens
+            if units and not fits:
+                break
+            units.append(queue.popleft())
+            length = new_len
+            if not fits:
+                logger.warning("one prompt group exceeds the KV budget; running it alone")
+                break
+        return units
+
+    # ------------------------------------------------------------------ model
+    def _prefill(self, units: list[_Unit], computed: list[int]):
+        """Prefill the units' prompts (after prefix-store hits) and expand to their rows."""
+        parts = []
+        chunk: list[_Unit] = []
+        longest = 0
+        for unit in units + [None]:
+            if unit is not None:
+                size = max(longest, len(unit.ids)) * (len(chunk) + 1)
+                if not chunk or size <= self.max_prefill_tokens:
+                    chunk.append(unit)
+                    longest = max(longest, len(unit.ids))
+                    continue
+            parts.append(self._prefill_chunk(chunk, computed))
+            chunk, longest = ([unit], len(unit.ids)) if unit is not None else ([], 0)
+        batch, rows, logits = parts[0]
+        for b, r, lg in parts[1:]:
+            batch, rows, logits = batch.concat(b, _HEADROOM), rows + r, torch.cat([logits, lg])
+        return batch, rows, logits
+
+    def _prefill_chunk(self, units: list[_Unit], computed: list[int]):
+        hits = [self.prefix_store.lookup(u.adapter, u.ids, len(u.ids) - 1) for u in units]
+        cached = [m for _, m in hits]
+        suffix = [u.ids[m:] for u, m in zip(units, cached)]
+        width = max(len(s) for s in suffix)
+        pre = KVBatch.from_prefixes([kv for kv, _ in hits], cached, self._like,
+                                    capacity=max(cached) + width)
+        start = pre.length
+        tokens = torch.full((len(units), width), self.pad_id, dtype=torch.long)
+        pos = torch.zeros((len(units), width), dtype=torch.long)
+        for i, (s, m) in enumerate(zip(suffix, cached)):
+            tokens[i, width - len(s):] = torch.tensor(s)
+            pos[i, width - len(s):] = torch.arange(m, m + len(s))
+            pre.mask[i, start + width - len(s) : start + width] = 1
+            computed[units[i].owner] += len(s)
+        logits = self._forward(pre, tokens, pos)
+        pre.next_pos = torch.tensor([len(u.ids) for u in units], device=self.device)
+        for i, u in enumerate(units):
+            self.prefix_store.insert(u.adapter, u.ids, pre.row_kv(i))
+        counts = torch.tensor([len(u.rows) for u in units])
+        index = torch.repeat_interleave(torch.arange(len(units)), counts).to(self.device)
+        rows = [r for u in units for r in u.rows]
+        return pre.select(index, _HEADROOM), rows, logits[index]
+
+    def _step(self, batch: KVBatch, rows: list[_Row]) -> torch.Tensor:
+        last = [r.ids[-1] if not r.done else self.pad_id for r in rows]
+        tokens = torch.tensor(last, dtype=torch.long)[:, None]
+        batch.reserve(1)
+        batch.mask[:, batch.length] = 1
+        logits = self._forward(batch, tokens, batch.next_pos[:, None])
+        batch.next_pos += 1
+        return logits
+
+    def _forward(self, batch: KVBatch, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Run ``tokens`` [rows, q] after the batch's cached columns; last-position logits."""
+        q = tokens.shape[1]
+        out = self.model(
+            input_ids=tokens.to(self.device), position_ids=pos.to(self.device),
+            attention_mask=batch.mask[:, : batch.length + q], past_key_values=batch.as_cache(),
+            use_cache=True, logits_to_keep=1)
+        batch.length += q
+        return out.logits[:, -1, :]
+
+    def _compact(self, batch: KVBatch, rows: list[_Row]):
+        keep = [i for i, r in enumerate(rows) if not r.done]
+        if not keep:
+            return None, []
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        return batch.select(index, _HEADROOM), [rows[i] for i in keep]
+
+    # --------------------------------------------------------------- sampling
+    def _advance(self, rows, logits, batch, adapter, samples) -> None:
+        """Sample the next token of every live row and finish rows that are done."""
+        live = [i for i, r in enumerate(rows) if not r.done]
+        if not live:
+            return
+        idx = torch.tensor(live, device=logits.device)
+        temp = torch.tensor([rows[i].params.temperature for i in live], device=logits.device)
+        top_p = torch.tensor([rows[i].params.top_p for i in live], device=logits.device)
+        toks = sample_tokens(logits[idx], temp, top_p, [rows[i].generator for i in live])
+        for i, tok in zip(live, toks.tolist()):
+            row = rows[i]
+            row.ids.append(tok)
+            reason = None
+            if row.stop is not None and row.stop.hit(row.ids):
+                reason = "stop"
+            elif tok in self.eos_ids and not row.params.ignore_eos:
+                reason = "eos"
+            elif len(row.ids) >= row.params.max_new_tokens:
+                reason = "length"
+            if reason is not None:
+                row.done = True
+                samples[row.req][row.index] = self._finish(row, reason)
+                if self.cache_generated and self.prefix_store.max_bytes > 0:
+                    self.prefix_store.insert(adapter, row.prompt + row.ids[:-1], batch.row_kv(i))
+
+    def _finish(self, row: _Row, reason: str) -> Sample:
+        ids = row.ids[:-1] if reason == "eos" else row.ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        match = None
+        if row.stop is not None:
+            text, match = row.stop.finish(text, row.params.include_stop_str_in_output)
+            reason = "stop" if match is not None else reason
+        return Sample(text=text, token_ids=list(row.ids), finish_reason=reason, stop_reason=match)
+
+    # --------------------------------------------------------------- adapters
+    def _activate(self, adapter: str | None) -> None:
+        """Route the forward passes through LoRA ``adapter`` (``None``: the base model)."""
+        if adapter == self._active:
+            return
+        if adapter is not None and adapter not in self._adapters:
+            from peft import PeftModel
+
+            name = f"adapter{len(self._adapters)}"
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(adapter, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=name)
+            self.model.to(self.device).eval()
+            self._adapters[adapter] = name
+        if self._adapters:
+            if adapter is None:
+                self.model.base_model.disable_adapter_layers()
+            else:
+                self.model.base_model.enable_adapter_layers()
+                self.model.set_adapter(self._adapters[adapter])
+        self._active = adapter
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    return ids

