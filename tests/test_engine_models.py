@@ -82,7 +82,8 @@ def test_alias_build_is_atomic(monkeypatch, tmp_path):
     path = resolve_model("Tiny-Random-Llama")
     assert path == tmp_path / "models" / "tiny-random-llama"
     assert json.loads((path / models.BUILD_MARKER).read_text())["version"] == models.BUILD_VERSION
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in path.iterdir()}
+    names = {p.name for p in path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny-random-llama"]
     assert resolve_model("tiny-random-llama") == path  # cached: no rebuild
 

@@ -1,8 +1,9 @@
 """Two decode-time speedups for the transformers backend, measured on the 2-core CPU.
 
-1. Grouped-query attention without copying the KV cache. transformers' ``sdpa`` attention expands the key/value heads of grouped-query models
-(``repeat_kv``) whenever an attention mask is given, which copies the whole KV cache at every
-decode step: with left padding there is always a mask. SmolLM2 has 9 query heads per 3 KV
+1. Grouped-query attention without copying the KV cache. transformers' ``sdpa`` attention
+expands the key/value heads of grouped-query models (``repeat_kv``) whenever an attention mask
+is given, which copies the whole KV cache at every decode step: with left padding there is
+always a mask. SmolLM2 has 9 query heads per 3 KV
 heads, and at batch 64 the copy cost as much as the attention itself. Here a decode step
 folds the query heads of each KV group into the query-length axis instead, so one SDPA call
 reads the cache in place. Prefill (several query tokens) uses transformers' ``sdpa``.

@@ -165,7 +165,8 @@ class TransformersEngine(Engine):
         generated = sum(len(x.token_ids) for per_request in samples for x in per_request)
         seconds = time.perf_counter() - start
         logger.debug("%d requests: %d prompt tokens computed, %d generated in %.1f s (%.1f tok/s)",
-                     len(requests), sum(computed), generated, seconds, generated / max(seconds, 1e-9))
+                     len(requests), sum(computed), generated, seconds,
+                     generated / max(seconds, 1e-9))
         return [
             GenerationResult(
                 request_id=r.request_id, prompt_token_ids=p, samples=s,

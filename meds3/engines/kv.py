@@ -188,7 +188,8 @@ class PrefixStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, namespace: str | None, ids: Sequence[int], max_len: int) -> tuple[KV | None, int]:
+    def lookup(self, namespace: str | None, ids: Sequence[int],
+               max_len: int) -> tuple[KV | None, int]:
         """Longest cached prefix of ``ids`` (at most ``max_len`` tokens).
 
         Returns:

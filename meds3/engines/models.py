@@ -164,7 +164,8 @@ def _resolve_hub_id(name: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - transformers depends on it
-        raise ModelResolutionError(f"{name!r}: not a directory or alias, no huggingface_hub") from exc
+        raise ModelResolutionError(
+            f"{name!r}: not a directory or alias, and huggingface_hub is missing") from exc
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
     try:
         return Path(snapshot_download(name, local_files_only=True, allow_patterns=patterns))

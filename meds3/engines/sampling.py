@@ -48,7 +48,8 @@ def sample_tokens(
     # draw as multinomial, ~100x cheaper per row than torch.multinomial over a 49k vocabulary.
     cdf = probs.cumsum(dim=-1)
     u = torch.cat([torch.rand(1, generator=generators[r], device=logits.device) for r in sampled])
-    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).clamp_(max=cdf.shape[1] - 1)
+    pick = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)
+    pick.clamp_(max=cdf.shape[1] - 1)
     if order is not None:
         pick = order.gather(1, pick)
     out[idx] = pick.flatten()

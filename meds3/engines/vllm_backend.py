@@ -124,7 +124,8 @@ class VLLMEngine(Engine):
             prompts.append(TokensPrompt(prompt_token_ids=list(ids)))
             # vLLM refuses n > 1 when greedy; the n greedy samples are one sample repeated
             params.append(VSamplingParams(
-                n=1 if p.temperature == 0 else req.n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
+                n=1 if p.temperature == 0 else req.n, temperature=p.temperature,
+                top_p=p.top_p, max_tokens=p.max_new_tokens,
                 stop=list(p.stop) or None, seed=seed,
                 include_stop_str_in_output=p.include_stop_str_in_output, ignore_eos=p.ignore_eos,
                 skip_special_tokens=True))
