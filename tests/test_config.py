@@ -102,3 +102,17 @@ def test_prompt_config_validates():
     with pytest.raises(ConfigError, match="step_prefix must contain"):
         load_config(PromptConfig, overrides=["step_prefix=Step: "])
     assert load_config(PromptConfig, overrides=["step_prefix=## {i}. "]).step_prefix == "## {i}. "
+
+
+def test_example_configs_load():
+    from pathlib import Path
+
+    from meds3.rollout import RolloutConfig
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "examples" / "configs").glob("rollout*.yaml"))
+    assert len(configs) == 2
+    for path in configs:
+        cfg = load_config(RolloutConfig, path)
+        assert cfg.search.expansion_width == 3
+    paper = load_config(RolloutConfig, configs[-1])
+    assert (paper.search.max_nodes, paper.search.rollout_budget, paper.backend) == (60, 20, "vllm")
