@@ -9,7 +9,7 @@ from collections import Counter
 from meds3.config import load_config
 from meds3.data.loaders import save_questions
 from meds3.data.mix import build_mix
-from meds3.data.seeds import SeedGenConfig, write_seeds
+from meds3.data.seeds import SeedGenConfig, generate_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     flags = [f"{k}={v}" for k, v in (("n", args.n), ("seed", args.seed), ("output", args.output)) if v is not None]
     config = load_config(SeedGenConfig, args.config, [*flags, *args.overrides])
-    path = write_seeds(config)
-    from meds3.data import load_questions
-
-    qs = load_questions(path)
+    qs = generate_seeds(config)
+    path = save_questions(config.output, qs)
     levels = Counter(q.metadata.get("level") for q in qs)
     print(f"wrote {len(qs)} questions to {path} (seed {config.seed}; "
           + ", ".join(f"{k} {v}" for k, v in sorted(levels.items())) + ")")
