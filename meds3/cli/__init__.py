@@ -12,8 +12,13 @@ from meds3.config import ConfigError
 from meds3.data.errors import DataError
 
 # Modules that define ``register(subparsers)``; each adds its subcommands.
-COMMANDS = ("meds3.cli.data_cmd", "meds3.cli.seeds_cmd", "meds3.cli.verify_cmd", "meds3.cli.rollout_cmd",
-            "meds3.cli.demo_cmd")
+COMMANDS = (
+    "meds3.cli.data_cmd",
+    "meds3.cli.seeds_cmd",
+    "meds3.cli.verify_cmd",
+    "meds3.cli.rollout_cmd",
+    "meds3.cli.demo_cmd",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
