@@ -17,7 +17,10 @@ COMMANDS = (
     "meds3.cli.seeds_cmd",
     "meds3.cli.verify_cmd",
     "meds3.cli.rollout_cmd",
+    "meds3.cli.train_cmd",
     "meds3.cli.demo_cmd",
+    "meds3.cli.eval_cmd",
+    "meds3.cli.evolve_cmd",
 )
 
 

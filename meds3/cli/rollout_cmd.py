@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. limit=8 search.max_nodes=30 model=tiny-random-llama")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", action="store_true",
+                   help="run on Ray actors (ray.* config keys); starts a local Ray instance unless an address is given")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join a running Ray cluster ('auto', or host:port); implies --ray (default: $RAY_ADDRESS)")
     p.set_defaults(func=run_rollout_cmd)
     t = sub.add_parser("tree", help="inspect stored trees")
     tsub = t.add_subparsers(dest="tree_command", metavar="ACTION")
@@ -29,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_rollout_cmd(args: argparse.Namespace) -> int:
     from meds3.rollout import RolloutConfig, run_rollout
 
-    config = load_config(RolloutConfig, args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.ray or args.ray_address:
+        overrides.append("ray.enabled=true")
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
+    config = load_config(RolloutConfig, args.config, overrides)
     summary = run_rollout(config, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0

@@ -17,6 +17,7 @@ from meds3.data.question import MedQuestion
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.forest import Forest, ForestStats
 from meds3.mcts.node import Tree
+from meds3.rollout.ray_config import RayConfig
 from meds3.rollout.store import TreeStore
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class RolloutConfig:
     flush_every: int = 8  # trees per shard write
     search: SearchConfig = field(default_factory=SearchConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    ray: RayConfig = field(default_factory=RayConfig)  # run on Ray actors when ray.enabled
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -98,16 +100,40 @@ def _count(items) -> dict[str, int]:
 
 
 def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> dict[str, Any]:
-    """Search every seed question not yet in the store; resumable.
+    """Search every seed question not yet in the store; resumable. With ``config.ray.enabled``
+    the job runs on Ray actors (:func:`meds3.rollout.ray_runner.run_ray_rollout`).
 
     Args:
         config: the job.
-        engine: a ready engine (default: built from ``config.model``/``backend``/``engine``).
+        engine: a ready engine (default: built from ``config.model``/``backend``/``engine``);
+            local runs only.
         progress: show a progress bar.
 
     Returns:
         The summary of every tree in the store (also written to ``summary.json``).
+
+    Raises:
+        ValueError: an engine object given for a Ray job (each actor builds its own).
     """
+    if config.ray.enabled:
+        if engine is not None:
+            raise ValueError("a Ray job builds one engine per actor; pass engine_factory to run_ray_rollout")
+        from meds3.rollout.ray_runner import run_ray_rollout
+
+        return run_ray_rollout(config, progress=progress)
+    out, store, todo = open_job(config)
+    if todo:
+        if engine is None:
+            from meds3.engines import build_engine
+
+            engine = build_engine(config.model, backend=config.backend, **config.engine)
+        forest = Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter)
+        _search_into(forest, todo, store, progress)
+    return close_job(out, store)
+
+
+def open_job(config: RolloutConfig) -> tuple[Path, TreeStore, list[MedQuestion]]:
+    """Create the output folder, save the config, open the store; returns the questions to search."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
@@ -117,15 +143,13 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> di
     todo = [q for q in questions if q.id not in done]
     logger.info("rollout: %d questions, %d already in %s, %d to search", len(questions),
                 len(questions) - len(todo), out, len(todo))
-    if todo:
-        if engine is None:
-            from meds3.engines import build_engine
+    return out, store, todo
 
-            engine = build_engine(config.model, backend=config.backend, **config.engine)
-        forest = Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter)
-        _search_into(forest, todo, store, progress)
+
+def close_job(out: Path, store: TreeStore, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Flush the store and write ``summary.json``: :func:`summarize` of every stored tree plus ``extra``."""
     store.close()
-    summary = summarize(list(store.iter_trees()))
+    summary = {**summarize(list(store.iter_trees())), **(extra or {})}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

@@ -1,0 +1,28 @@
+"""``meds3 eval``: benchmark evaluation with N samples, selectors and budget sweeps."""
+
+from __future__ import annotations
+
+import argparse
+
+from meds3.config import load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a policy (and PRM) on benchmark files; resumable")
+    p.add_argument("--config", help="YAML file of EvalConfig fields")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. limit=10 n=8 prm=runs/real/prm 'selectors=[majority,p-vs]'")
+    p.add_argument("--rescore", action="store_true",
+                   help="generate nothing: add missing PRM scores and recompute tables from saved responses")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_eval_cmd)
+
+
+def run_eval_cmd(args: argparse.Namespace) -> int:
+    from meds3.eval import EvalConfig, markdown_table, run_eval
+
+    config = load_config(EvalConfig, args.config, args.overrides)
+    summary = run_eval(config, progress=not args.no_progress, rescore=args.rescore)
+    print(markdown_table(summary["results"]), end="")
+    print(f"outputs in {summary['output_dir']}")
+    return 0

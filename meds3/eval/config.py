@@ -1,0 +1,90 @@
+"""The evaluation job's typed config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from meds3.data.prompts import PromptConfig
+from meds3.infer.budget import BudgetConfig
+from meds3.infer.selectors import get_selector
+
+
+@dataclass
+class EvalConfig:
+    """A benchmark evaluation: datasets, policy, optional PRM, N, selectors, budgets.
+
+    Attributes:
+        datasets: benchmark files (any format :func:`meds3.data.load_questions` reads).
+        dataset_format: loader format of those files.
+        limit: first N questions of each file (None: all).
+        model: policy model (path, embedded alias or Hugging Face id).
+        backend: generation engine.
+        engine: options of ``build_engine`` for the backend.
+        adapter: LoRA adapter of the policy (None: the base model).
+        prm: PRM directory (None: selectors that need step scores are skipped).
+        n: responses per question (the paper uses 16).
+        selectors: selectors to compare (names from ``meds3.infer.SELECTORS``).
+        greedy: also run the greedy baseline (one response at temperature 0).
+        budgets: maximum thinking tokens to sweep; ``null`` means no forcing.
+        budget: the other forcing settings (minimum, delimiters, answer cue); its
+            ``max_thinking_tokens`` comes from ``budgets``.
+        temperature, top_p, max_new_tokens, seed: sampling of the N responses.
+        chunk_size: questions per engine call; responses are saved after each chunk.
+        prompt: prompt rendering.
+        output_dir: where responses, tables and plots go.
+    """
+
+    datasets: list[str] = field(default_factory=lambda: ["../shared/data/eval/medqa_4opt_test.jsonl"])
+    dataset_format: str = "auto"
+    limit: Optional[int] = None
+    model: str = "smollm2-135m-instruct"
+    backend: Literal["transformers", "vllm"] = "transformers"
+    engine: dict[str, Any] = field(default_factory=dict)
+    adapter: Optional[str] = None
+    prm: Optional[str] = None
+    n: int = 16
+    selectors: list[str] = field(default_factory=lambda: ["majority", "p-vs"])
+    greedy: bool = True
+    budgets: list[Optional[int]] = field(default_factory=lambda: [None])
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 1024
+    seed: Optional[int] = 0
+    chunk_size: int = 16
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    output_dir: str = "runs/eval"
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ValueError("datasets must list at least one benchmark file")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        for name in self.selectors:
+            get_selector(name)
+        if not self.selectors and not self.greedy:
+            raise ValueError("nothing to evaluate: no selectors and greedy is false")
+        if not self.budgets:
+            raise ValueError("budgets must list at least one value (null: no forcing)")
+        for b in self.budgets:
+            if b is not None and b < 1:
+                raise ValueError(f"budgets: each must be >= 1 or null, got {b}")
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"budgets has duplicates: {self.budgets}")
+        if self.budget.max_thinking_tokens is not None:
+            raise ValueError("set maximum thinking budgets in 'budgets', not budget.max_thinking_tokens")
+
+    def budget_for(self, max_thinking: Optional[int]) -> BudgetConfig:
+        """The forcing settings of one sweep point."""
+        return BudgetConfig(**{**self.budget.__dict__, "max_thinking_tokens": max_thinking})
+
+    def generation_key(self) -> dict[str, Any]:
+        """Settings that change generated responses (a resumed run must keep them)."""
+        return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature,
+                "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed,
+                "budget": dict(self.budget.__dict__), "prompt": dict(self.prompt.__dict__)}

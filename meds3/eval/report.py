@@ -1,0 +1,176 @@
+"""Accuracy tables (JSON, CSV, Markdown) and plots (accuracy vs N, accuracy vs budget)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from meds3.infer.sampler import Response
+from meds3.infer.selectors import get_selector, needs_prm
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["dataset", "budget", "selector", "n", "questions", "accuracy", "correct", "answered",
+           "tokens_per_question"]
+
+
+def n_grid(n: int) -> list[int]:
+    """Sample counts of the accuracy-vs-N curve: 1, 2, 4, ... below ``n``, then ``n``."""
+    grid, k = [], 1
+    while k < n:
+        grid.append(k)
+        k *= 2
+    return grid + [n]
+
+
+def score_selector(name: str, questions: Sequence[Sequence[Response]], n: Optional[int] = None) -> dict[str, Any]:
+    """Accuracy of one selector over questions, using each question's first ``n`` responses.
+
+    A question counts as correct when the chosen answer's representative response was
+    verified correct; no answer counts as wrong.
+    """
+    select = get_selector(name)
+    correct = answered = tokens = 0
+    for rs in questions:
+        rs = list(rs[:n] if n else rs)
+        scores = [r.step_scores for r in rs] if needs_prm(name) else None
+        chosen = select([r.answer for r in rs], scores)
+        answered += chosen.answer is not None
+        correct += bool(chosen.answer is not None and rs[chosen.index].correct)
+        tokens += sum(r.num_tokens for r in rs)
+    q = len(questions)
+    return {"selector": name, "n": n or (len(questions[0]) if questions else 0), "questions": q,
+            "accuracy": round(correct / q, 4) if q else 0.0, "correct": correct,
+            "answered": round(answered / q, 4) if q else 0.0,
+            "tokens_per_question": round(tokens / q, 1) if q else 0.0}
+
+
+def accuracy_rows(saved: dict, selectors: Sequence[str]) -> tuple[list[dict], list[dict]]:
+    """Rows of the main table (full N, every budget) and of the accuracy-vs-N curve.
+
+    Args:
+        saved: ``(dataset, Run) -> per-question response lists``.
+        selectors: selector names; PRM selectors are skipped (logged) where scores are missing.
+    """
+    rows, vs_n = [], []
+    skipped = set()
+    for (dataset, run), questions in saved.items():
+        if not questions:
+            continue
+        head = {"dataset": dataset, "budget": run.budget}
+        if run.kind == "greedy":
+            rows.append({**head, **score_selector("majority", questions), "selector": "greedy"})
+            continue
+        for name in selectors:
+            if needs_prm(name) and any(r.step_scores is None for rs in questions for r in rs):
+                skipped.add(name)
+                continue
+            rows.append({**head, **score_selector(name, questions, run.n)})
+            for k in n_grid(run.n):
+                vs_n.append({**head, **score_selector(name, questions, k)})
+    if skipped:
+        logger.warning("no PRM step scores: skipped %s (give prm=... and rerun with --rescore)", ", ".join(sorted(skipped)))
+    return [{c: r[c] for c in COLUMNS} for r in rows], [{c: r[c] for c in COLUMNS} for r in vs_n]
+
+
+def _budget_label(b: Optional[int]) -> str:
+    return "none" if b is None else str(b)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """Accuracy per selector (rows) and dataset (columns, with question counts), per budget,
+    then the long table with tokens per question."""
+    lines = []
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    for budget in dict.fromkeys(r["budget"] for r in rows):
+        sub = [r for r in rows if r["budget"] == budget]
+        qs = {r["dataset"]: r["questions"] for r in sub}
+        lines.append(f"Maximum thinking budget: {_budget_label(budget)}\n")
+        lines.append("| selector | N | " + " | ".join(f"{d} (n={qs.get(d, 0)})" for d in datasets) + " | mean |")
+        lines.append("|---|---|" + "---|" * (len(datasets) + 1))
+        by_sel: dict[str, dict[str, dict]] = defaultdict(dict)
+        for r in sub:
+            by_sel[r["selector"]][r["dataset"]] = r
+        for sel, cells in by_sel.items():
+            accs = [cells[d]["accuracy"] for d in datasets if d in cells]
+            n = next(iter(cells.values()))["n"]
+            vals = " | ".join(f"{100 * cells[d]['accuracy']:.1f}" if d in cells else "-" for d in datasets)
+            lines.append(f"| {sel} | {n} | {vals} | {100 * sum(accs) / len(accs):.1f} |")
+        lines.append("")
+    lines.append("| dataset | budget | selector | N | questions | accuracy | answered | tokens/question |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {_budget_label(r['budget'])} | {r['selector']} | {r['n']} | {r['questions']} "
+                     f"| {100 * r['accuracy']:.1f} | {100 * r['answered']:.1f} | {r['tokens_per_question']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(out: Path, summary: dict[str, Any]) -> None:
+    """``results.json``, ``results.csv`` (main rows) and ``results.md``."""
+    (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    with (out / "results.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(summary["results"])
+    (out / "results.md").write_text(markdown_table(summary["results"]), encoding="utf-8")
+
+
+def write_plots(out: Path, rows: Sequence[dict], vs_n: Sequence[dict]) -> None:
+    """``accuracy_vs_n.png`` and ``accuracy_vs_budget.png``, one panel per dataset."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plots (pip install matplotlib)")
+        return
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    if not datasets:
+        return
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    first_budget = budgets[0]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        curves: dict[str, list] = defaultdict(list)
+        for r in vs_n:
+            if r["dataset"] == d and r["budget"] == first_budget:
+                curves[r["selector"]].append((r["n"], 100 * r["accuracy"]))
+        for sel, pts in curves.items():
+            ax.plot(*zip(*sorted(pts)), marker="o", label=sel)
+        for r in rows:
+            if r["dataset"] == d and r["budget"] == first_budget and r["selector"] == "greedy":
+                ax.axhline(100 * r["accuracy"], color="grey", linestyle="--", label="greedy")
+        ax.set_xscale("log", base=2)
+        ns = sorted({n for pts in curves.values() for n, _ in pts})
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
+        ax.set_title(f"{d} (budget {_budget_label(first_budget)})")
+        ax.set_xlabel("N (responses per question)")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_n.png", dpi=120)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
+    labels = [_budget_label(b) for b in budgets]
+    for ax, d in zip(axes[0], datasets):
+        curves = defaultdict(dict)
+        for r in rows:
+            if r["dataset"] == d:
+                curves[r["selector"]][_budget_label(r["budget"])] = 100 * r["accuracy"]
+        for sel, pts in curves.items():
+            xs = [i for i, lab in enumerate(labels) if lab in pts]
+            ax.plot(xs, [pts[labels[i]] for i in xs], marker="o", label=sel)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_title(d)
+        ax.set_xlabel("maximum thinking tokens")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_budget.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,253 @@
+"""Benchmark evaluation: sample, score, select, tabulate, plot; resumable and rescorable.
+
+Output directory:
+- ``responses/<dataset>.<run>.jsonl``: one line per question, ``{"question_id",
+  "responses": [Response...]}``; ``<run>`` is ``greedy`` or ``n<N>``, with ``.b<budget>``
+  for a maximum thinking budget. PRM step scores are written into the responses once computed.
+- ``results.json`` / ``results.csv`` / ``results.md``: accuracy per dataset, budget and
+  selector; ``accuracy_vs_n.png``, ``accuracy_vs_budget.png``; ``config.yaml``.
+
+A rerun generates only questions missing from the response files. ``rescore=True`` never
+generates: it scores missing PRM step scores (when a PRM is given) and recomputes every table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from meds3.config import ConfigError, save_config
+from meds3.data.errors import DataError
+from meds3.data.loaders import load_questions
+from meds3.data.question import MedQuestion
+from meds3.eval.config import EvalConfig
+from meds3.eval.report import accuracy_rows, write_plots, write_tables
+from meds3.infer.api import load_scorer, score_many
+from meds3.infer.sampler import Response, SamplerConfig, sample_responses
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One generation setting: greedy or N samples, at one maximum thinking budget."""
+
+    kind: str  # "greedy" or "sample"
+    n: int
+    budget: Optional[int]
+
+    @property
+    def name(self) -> str:
+        base = "greedy" if self.kind == "greedy" else f"n{self.n}"
+        return base if self.budget is None else f"{base}.b{self.budget}"
+
+
+def plan_runs(config: EvalConfig) -> list[Run]:
+    """Every run of the job, budgets in config order, greedy before sampling."""
+    runs = []
+    for b in config.budgets:
+        if config.greedy:
+            runs.append(Run("greedy", 1, b))
+        if config.selectors:
+            runs.append(Run("sample", config.n, b))
+    return runs
+
+
+def sampler_config(config: EvalConfig, run: Run) -> SamplerConfig:
+    """The sampling settings of one run (greedy: n=1, temperature 0)."""
+    greedy = run.kind == "greedy"
+    return SamplerConfig(n=run.n, temperature=0.0 if greedy else config.temperature, top_p=1.0 if greedy else config.top_p,
+                         max_new_tokens=config.max_new_tokens, seed=config.seed, adapter=config.adapter,
+                         budget=config.budget_for(run.budget))
+
+
+def load_datasets(config: EvalConfig) -> dict[str, list[MedQuestion]]:
+    """Dataset name (file stem) -> its first ``limit`` questions.
+
+    Raises:
+        DataError: an unreadable file, or two files with the same stem.
+    """
+    out: dict[str, list[MedQuestion]] = {}
+    for path in config.datasets:
+        name = Path(path).name.split(".")[0]
+        if name in out:
+            raise DataError(path, None, f"another dataset file is also named {name!r}")
+        qs = load_questions(path, format=config.dataset_format)
+        out[name] = qs[: config.limit] if config.limit else qs
+    return out
+
+
+def response_path(output_dir: Path, dataset: str, run: Run) -> Path:
+    """Where the responses of one dataset and run are saved."""
+    return output_dir / "responses" / f"{dataset}.{run.name}.jsonl"
+
+
+def read_responses(path: Path) -> dict[str, list[Response]]:
+    """Question id -> responses, from a response file (missing file: empty).
+
+    Raises:
+        DataError: a malformed line (file and line named).
+    """
+    out: dict[str, list[Response]] = {}
+    if not path.exists():
+        return out
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            out[record["question_id"]] = [Response.from_dict(r) for r in record["responses"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(str(path), lineno, f"bad response record: {exc}") from exc
+    return out
+
+
+def _line(qid: str, responses: list[Response]) -> str:
+    return json.dumps({"question_id": qid, "responses": [r.to_dict() for r in responses]}, ensure_ascii=False)
+
+
+def write_responses(path: Path, records: dict[str, list[Response]]) -> None:
+    """Rewrite a response file atomically."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(_line(q, rs) + "\n" for q, rs in records.items()), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_resume(out: Path, config: EvalConfig) -> None:
+    """A resumed run must generate with the settings its saved responses came from."""
+    key_path = out / "generation.json"
+    key = json.loads(json.dumps(config.generation_key()))
+    if key_path.exists():
+        saved = json.loads(key_path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+        if changed:
+            raise ConfigError(f"{out}: saved responses were generated with other settings ({', '.join(changed)}); "
+                              "use a new output_dir")
+    else:
+        key_path.write_text(json.dumps(key, indent=2), encoding="utf-8")
+
+
+def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],
+              engine: Any, progress: bool) -> Any:
+    """Generate every missing response; returns the engine (built here if needed).
+
+    Work goes chunk by chunk, each chunk through every dataset and run, so a run stopped
+    early has comparable partial results (the same first questions everywhere).
+    """
+    from tqdm import tqdm
+
+    todo: list[tuple[int, str, Run, list[MedQuestion]]] = []
+    for name, qs in datasets.items():
+        for run in runs:
+            done = read_responses(response_path(out, name, run))
+            missing = [q for q in qs if q.id not in done]
+            # Greedy has one response per question: take n times more questions per call so
+            # every call carries about chunk_size * n sequences.
+            size = config.chunk_size * (config.n if run.kind == "greedy" else 1)
+            position = {q.id: i for i, q in enumerate(qs)}
+            for k in range(0, len(missing), size):
+                todo.append((position[missing[k].id], name, run, missing[k:k + size]))
+    todo.sort(key=lambda t: t[0])  # stable: the first questions of every dataset and run first
+    total = sum(len(chunk) * run.n for _, _, run, chunk in todo)
+    if not total:
+        return engine
+    if engine is None:
+        from meds3.engines import build_engine
+
+        engine = build_engine(config.model, backend=config.backend, **config.engine)
+    bar = tqdm(total=total, desc="eval", unit="resp", disable=not progress)
+    tokens = correct = answered = count = 0
+    for _, name, run, chunk in todo:
+        results = sample_responses(engine, chunk, sampler_config(config, run), config.prompt, progress=False)
+        with response_path(out, name, run).open("a", encoding="utf-8") as f:
+            for q, rs in zip(chunk, results):
+                f.write(_line(q.id, rs) + "\n")
+        flat = [r for rs in results for r in rs]
+        tokens += sum(r.num_tokens for r in flat)
+        correct += sum(bool(r.correct) for r in flat)
+        answered += sum(r.answer is not None for r in flat)
+        count += len(flat)
+        bar.update(len(flat))
+        bar.set_postfix(run=f"{name}.{run.name}", tokens=tokens, tok_per_resp=f"{tokens / count:.0f}",
+                        answered=f"{answered / count:.0%}", correct=f"{correct / count:.0%}")
+    bar.close()
+    return engine
+
+
+def _score(out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run], scorer: Any, progress: bool) -> None:
+    """Add PRM step scores to every saved sampled response that lacks them."""
+    from tqdm import tqdm
+
+    for run in runs:
+        if run.kind != "sample":
+            continue
+        for name, qs in datasets.items():
+            path = response_path(out, name, run)
+            records = read_responses(path)
+            by_id = {q.id: q for q in qs}
+            todo = [qid for qid, rs in records.items() if qid in by_id and any(r.step_scores is None for r in rs)]
+            if not todo:
+                continue
+            bar = tqdm(total=len(todo), desc=f"PRM {name}.{run.name}", unit="q", disable=not progress)
+            for k in range(0, len(todo), 8):  # 8 questions per scorer call, saved after each
+                group = todo[k:k + 8]
+                score_many(scorer, [(by_id[qid], records[qid]) for qid in group])
+                write_responses(path, records)
+                bar.update(len(group))
+            bar.close()
+
+
+def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progress: bool = True,
+             rescore: bool = False) -> dict[str, Any]:
+    """Evaluate the policy on every dataset, run and selector; resumable.
+
+    Args:
+        config: the job.
+        engine: a ready engine (default: built from the config when something is missing).
+        scorer: a PRM scorer (object with ``score``); default: loaded from ``config.prm``.
+        progress: show progress bars.
+        rescore: generate nothing; add missing PRM scores and recompute the tables.
+
+    Returns:
+        ``{"results": rows, "accuracy_vs_n": rows, "output_dir": str}``; each row has
+        dataset, budget, selector, n, questions, accuracy, correct, answered,
+        tokens_per_question.
+
+    Raises:
+        DataError: unreadable benchmark or response files.
+        ConfigError: the output directory holds responses generated with other settings.
+    """
+    out = Path(config.output_dir)
+    (out / "responses").mkdir(parents=True, exist_ok=True)
+    _check_resume(out, config)
+    save_config(config, out / "config.yaml")
+    datasets = load_datasets(config)
+    runs = plan_runs(config)
+    own_engine = False
+    if not rescore:
+        built = _generate(config, out, datasets, runs, engine, progress)
+        own_engine = engine is None and built is not None
+        if own_engine:
+            built.close()
+    scorer = scorer if scorer is not None else load_scorer(config.prm)
+    if scorer is not None:
+        _score(out, datasets, runs, scorer, progress)
+    saved = {}
+    for name, qs in datasets.items():
+        records = {run: read_responses(response_path(out, name, run)) for run in runs}
+        # Compare runs on the same questions: those every run has answered.
+        common = [q.id for q in qs if all(q.id in rec for rec in records.values())]
+        if len(common) < len(qs):
+            logger.warning("%s: %d of %d questions have responses in every run; the tables use those",
+                           name, len(common), len(qs))
+        for run in runs:
+            saved[(name, run)] = [records[run][qid] for qid in common]
+    rows, vs_n = accuracy_rows(saved, config.selectors)
+    summary = {"results": rows, "accuracy_vs_n": vs_n, "output_dir": str(out)}
+    write_tables(out, summary)
+    write_plots(out, rows, vs_n)
+    return summary

@@ -1,0 +1,154 @@
+"""MedS3 self-evolution: rollout -> training data -> policy and PRM -> evaluation, K times.
+
+Directory layout under ``output_dir``::
+
+    held_out.jsonl            seed questions kept out of every rollout (evaluated each iteration)
+    config.yaml               the loop's config
+    iter0/eval/               the base policy, evaluated with PRM 1 (when eval_base)
+    iter<k>/questions.jsonl   the seed questions iteration k searches
+    iter<k>/rollout/          trees of policy k (policy 1 = the base model)
+    iter<k>/policy/           policy k+1: a LoRA adapter on the base model
+    iter<k>/prm/              PRM k+1
+    iter<k>/eval/             policy k+1 evaluated (greedy, majority, P-VS with PRM k+1)
+    report.json, report.md, report.csv, accuracy_by_iteration.png
+
+Every stage directory gets a ``manifest.json`` when it finishes; a rerun skips those
+stages, resumes the rollout or evaluation in progress and retrains an unfinished trainer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from meds3.config import save_config
+from meds3.data.loaders import save_questions
+from meds3.data.question import MedQuestion
+from meds3.evolve.config import LOOP_FIELDS, EvolveConfig
+from meds3.evolve.report import write_report
+from meds3.evolve.stages import StageResult, run_stage
+
+logger = logging.getLogger(__name__)
+
+
+def split_seeds(config: EvolveConfig) -> tuple[list[MedQuestion], list[MedQuestion]]:
+    """The rollout pool and the held-out questions: the last ``held_out`` questions of the
+    seed files (in file order) are held out, the rest are searched.
+
+    Raises:
+        DataError: a malformed seed file or an id in two files.
+        ValueError: fewer seed questions than ``held_out + 1``.
+    """
+    from meds3.rollout.runner import RolloutConfig, load_seed_questions
+
+    questions = load_seed_questions(RolloutConfig(seeds=list(config.seeds), seed_format=config.seed_format))
+    if len(questions) <= config.held_out:
+        raise ValueError(f"the seed files hold {len(questions)} questions; held_out={config.held_out} "
+                         "leaves none to search")
+    cut = len(questions) - config.held_out
+    return questions[:cut], questions[cut:]
+
+
+def iteration_questions(pool: list[MedQuestion], k: int, per_iteration: int) -> list[MedQuestion]:
+    """Iteration ``k``'s (1-based) questions: the next ``per_iteration`` of the pool,
+    wrapping around when the pool is used up."""
+    start = (k - 1) * per_iteration
+    return [pool[(start + i) % len(pool)] for i in range(min(per_iteration, len(pool)))]
+
+
+def _with(stage_config: Any, section: str, **values: Any) -> Any:
+    """``stage_config`` with the loop's own fields set (others as the user configured)."""
+    assert set(values) <= set(LOOP_FIELDS[section]), (section, values)
+    return dataclasses.replace(stage_config, **values)
+
+
+class _Engines:
+    """Builds the generation engine once and shares it between rollout and eval stages."""
+
+    def __init__(self, config: EvolveConfig):
+        self.config = config
+        self.engine = None
+
+    def get(self):
+        if self.engine is None:
+            from meds3.engines import build_engine
+
+            self.engine = build_engine(self.config.base_model, backend=self.config.backend, **self.config.engine)
+        return self.engine
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the evolution loop.
+
+    Args:
+        config: the loop.
+        progress: progress bars in the stages.
+
+    Returns:
+        The report: one row per (policy, dataset, selector) with its accuracy, plus the
+        stage summaries (also written to ``report.json``/``.md``/``.csv`` and a plot).
+    """
+    from meds3.eval import run_eval
+    from meds3.rollout import run_rollout
+    from meds3.train import train_policy, train_prm
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    pool, held_out = split_seeds(config)
+    eval_files = list(config.eval_datasets)
+    if held_out:
+        save_questions(out / "held_out.jsonl", held_out)
+        eval_files.insert(0, str(out / "held_out.jsonl"))
+    engines = _Engines(config)
+    uses_ray = bool(getattr(getattr(config.rollout, "ray", None), "enabled", False))
+    stages: list[StageResult] = []
+    evals: list[tuple[str, StageResult]] = []
+    adapter: Optional[str] = None  # policy k's adapter (None: the base model)
+    tree_dirs: list[str] = []
+    try:
+        for k in range(1, config.iterations + 1):
+            it = out / f"iter{k}"
+            questions = iteration_questions(pool, k, config.questions_per_iteration)
+            save_questions(it / "questions.jsonl", questions)
+            rollout_cfg = _with(config.rollout, "rollout", seeds=[str(it / "questions.jsonl")],
+                                output_dir=str(it / "rollout"), model=config.base_model, backend=config.backend,
+                                engine=dict(config.engine), adapter=adapter, limit=None)
+            stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda: run_rollout(
+                rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress),
+                inputs={"questions": len(questions), "adapter": adapter}))
+            tree_dirs = [*tree_dirs, str(it / "rollout")] if config.accumulate_trees else [str(it / "rollout")]
+            policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
+                               output_dir=str(it / "policy"))
+            policy = run_stage(f"iter{k}/policy", it / "policy", lambda: train_policy(policy_cfg, progress=progress),
+                               inputs={"trees": tree_dirs})
+            prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
+                            output_dir=str(it / "prm"))
+            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: train_prm(prm_cfg, progress=progress),
+                            inputs={"trees": tree_dirs})
+            stages += [policy, prm]
+            if k == 1 and config.eval_base:
+                evals.append(("base", _evaluate(config, engines, eval_files, None, str(it / "prm"),
+                                                out / "iter0" / "eval", "iter0/eval", progress, run_eval)))
+            adapter = policy.summary.get("adapter_dir") or str(it / "policy" / "adapter")
+            evals.append((f"iter{k}", _evaluate(config, engines, eval_files, adapter, str(it / "prm"),
+                                                it / "eval", f"iter{k}/eval", progress, run_eval)))
+    finally:
+        engines.close()
+    stages += [r for _, r in evals]
+    return write_report(out, evals, stages)
+
+
+def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter: Optional[str], prm: str,
+              directory: Path, name: str, progress: bool, run_eval) -> StageResult:
+    eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
+                     engine=dict(config.engine), adapter=adapter, prm=prm, output_dir=str(directory))
+    return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=engines.get(), progress=progress),
+                     inputs={"datasets": files, "adapter": adapter, "prm": prm})

@@ -1,0 +1,26 @@
+"""Test-time scaling: N-sample inference, budget forcing and answer selection (P-VS and family).
+
+>>> from meds3.infer import answer
+>>> result = answer(question, policy="smollm2-135m-instruct", prm="runs/real/prm", n=16)
+>>> result.answer, result.scores
+
+- :mod:`meds3.infer.sampler`: ``sample_responses(engine, questions, SamplerConfig)``.
+- :mod:`meds3.infer.budget`: s1/m1 budget forcing (``BudgetConfig``).
+- :mod:`meds3.infer.selectors`: majority, best-of-N, vote-sum, vote-mean, ``p-vs``.
+- :mod:`meds3.infer.api`: ``answer(question, ...)`` for one question.
+"""
+
+from meds3.infer.api import Answer, StepScorer, answer, load_scorer, score_many, score_responses
+from meds3.infer.budget import BudgetConfig, Generation, generate_with_budget
+from meds3.infer.sampler import Response, SamplerConfig, make_response, question_seed, sample_responses
+from meds3.infer.selectors import (
+    AGGREGATIONS, SELECTORS, Selection, aggregate, best_of_n, get_selector, majority, needs_prm, p_vs,
+    register_selector, vote,
+)
+
+__all__ = [
+    "AGGREGATIONS", "Answer", "BudgetConfig", "Generation", "Response", "SELECTORS", "SamplerConfig", "Selection",
+    "StepScorer", "aggregate", "answer", "best_of_n", "generate_with_budget", "get_selector", "load_scorer",
+    "majority", "make_response", "needs_prm", "p_vs", "question_seed", "register_selector", "sample_responses",
+    "score_many", "score_responses", "vote",
+]

@@ -1,0 +1,57 @@
+"""The Ray part of a rollout job's config (``RolloutConfig.ray``); importing it needs no Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class RayConfig:
+    """How a rollout job runs on Ray (``ray.*`` keys of a rollout config).
+
+    Each worker is one Ray actor that owns one engine and runs the forest search on the
+    work units (``unit_size`` questions) the driver gives it; the driver is the only writer
+    of the tree store.
+    """
+
+    enabled: bool = False  # run on Ray (the CLI's --ray sets it)
+    address: Optional[str] = None  # None: $RAY_ADDRESS if set, else start a local instance; "auto": join a cluster
+    num_workers: int = 2  # actors, one engine each
+    num_cpus_per_worker: float = 1.0  # Ray CPUs reserved per actor
+    num_gpus_per_worker: float = 0.0  # Ray GPUs per actor (0 on CPU machines; 1 per vLLM engine on GPU nodes)
+    torch_threads: Optional[int] = None  # torch threads per actor (None: num_cpus_per_worker, at least 1)
+    # questions per work unit; each unit's forest drains at its end, so several times live_trees,
+    # while a killed actor or driver loses at most the units in flight
+    unit_size: int = 64
+    units_in_flight: int = 2  # units queued per actor, so an actor never waits for the driver
+    max_unit_retries: int = 2  # a unit whose actor died is rescheduled at most this many times
+    # new actors started for dead ones (None: num_workers * (max_unit_retries + 1))
+    max_worker_replacements: Optional[int] = None
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # ray.init runtime environment (env_vars, pip, ...)
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.num_cpus_per_worker < 0 or self.num_gpus_per_worker < 0:
+            raise ValueError("num_cpus_per_worker and num_gpus_per_worker must be >= 0")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.unit_size < 1 or self.units_in_flight < 1:
+            raise ValueError("unit_size and units_in_flight must be >= 1")
+        if self.max_unit_retries < 0:
+            raise ValueError(f"max_unit_retries must be >= 0, got {self.max_unit_retries}")
+        if self.max_worker_replacements is not None and self.max_worker_replacements < 0:
+            raise ValueError(f"max_worker_replacements must be >= 0, got {self.max_worker_replacements}")
+
+    @property
+    def threads(self) -> int:
+        """Torch threads each actor uses."""
+        return self.torch_threads or max(1, int(self.num_cpus_per_worker))
+
+    @property
+    def replacements(self) -> int:
+        """Most actors started to replace dead ones over a job."""
+        if self.max_worker_replacements is not None:
+            return self.max_worker_replacements
+        return self.num_workers * (self.max_unit_retries + 1)

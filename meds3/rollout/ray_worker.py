@@ -1,0 +1,56 @@
+"""The Ray rollout actor: one engine, the forest search on the work units it is given."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any, Callable, Optional
+
+from meds3.data.question import MedQuestion
+from meds3.mcts.forest import Forest
+from meds3.rollout.runner import RolloutConfig
+
+EngineFactory = Callable[[RolloutConfig], Any]
+
+
+def default_engine_factory(config: RolloutConfig):
+    """The engine a worker builds: ``build_engine(config.model, config.backend, **config.engine)``."""
+    from meds3.engines import build_engine
+
+    return build_engine(config.model, backend=config.backend, **config.engine)
+
+
+class RolloutWorker:
+    """A Ray actor body: one engine, the forest search on the units it is given.
+
+    Args:
+        worker_id: the driver's number for this actor (shown in summaries).
+        config: the job (its ``search``, ``prompt``, ``live_trees`` and ``adapter`` are used).
+        engine_factory: ``factory(config) -> engine`` (default :func:`default_engine_factory`).
+    """
+
+    def __init__(self, worker_id: int, config: RolloutConfig, engine_factory: Optional[EngineFactory] = None):
+        import torch
+
+        torch.set_num_threads(config.ray.threads)
+        self.worker_id = worker_id
+        self.config = config
+        self.engine = (engine_factory or default_engine_factory)(config)
+
+    def info(self) -> dict[str, Any]:
+        """Where this actor runs: host, process id, torch threads."""
+        import torch
+
+        return {"host": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads()}
+
+    def run_unit(self, unit_id: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
+        """Search one unit's questions; returns their trees (as dicts) and the unit's counts."""
+        c = self.config
+        forest = Forest(self.engine, c.search, c.prompt, live_trees=c.live_trees, adapter=c.adapter)
+        started_at, start = time.time(), time.perf_counter()
+        trees = [t.to_dict() for t in forest.run(MedQuestion.from_dict(q) for q in questions)]
+        s = forest.stats
+        return {"unit": unit_id, "worker": self.worker_id, "trees": trees, "seconds": time.perf_counter() - start,
+                "started_at": started_at, "ended_at": time.time(),  # the actor's clock
+                "generated_tokens": s.generated_tokens, "nodes": s.nodes, "engine_retries": s.retries}

@@ -1,0 +1,183 @@
+"""What the policy and PRM trainers share: the LoRA training config, devices, transformers
+``TrainingArguments``, the output layout and the summary with its loss curve."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from meds3.data.prompts import PromptConfig
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "meds3_train.json"  # beside the adapter: base model, kind, prompt format
+LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoRATrainConfig:
+    """Fields common to LoRA trainers. Defaults: the MedS3 paper (lr 2e-4, 1 epoch)."""
+
+    trees: list[str] = field(default_factory=list)  # rollout output folders, tree folders or shard files
+    base_model: str = "smollm2-135m-instruct"  # path, embedded alias or Hugging Face id
+    output_dir: str = "runs/train"
+    r: int = 16  # LoRA rank
+    alpha: int = 32  # LoRA alpha
+    dropout: float = 0.05  # LoRA dropout
+    target_modules: list[str] = field(default_factory=lambda: list(LLAMA_LINEAR))
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    max_steps: Optional[int] = None  # optimizer steps cap (None: whole epochs)
+    batch_size: int = 4  # per device
+    grad_accum: int = 1
+    max_length: int = 1024  # tokens per example; longer ones are cut (PRM: later steps lose labels)
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"  # a transformers scheduler name
+    weight_decay: float = 0.0
+    logging_steps: int = 1  # optimizer steps between logged losses
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # float32 on CPU, bf16 mixed precision on GPU
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.trees, str):
+            self.trees = [self.trees]
+        for name in ("r", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one module")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``.
+
+    Raises:
+        ValueError: ``"cuda"`` asked for on a machine without it.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for but CUDA is not available")
+    return device
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The model's tokenizer, right-padded (positions of real tokens start at 0)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def lora_config(config: LoRATrainConfig, task_type: str):
+    """peft ``LoraConfig`` from the training config."""
+    from peft import LoraConfig
+
+    return LoraConfig(task_type=task_type, r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules))
+
+
+def training_arguments(config: LoRATrainConfig, output_dir: Path, progress: bool):
+    """transformers ``TrainingArguments``: no checkpoints, a loss logged every step."""
+    from transformers import TrainingArguments
+
+    device = resolve_device(config.device)
+    return TrainingArguments(
+        output_dir=str(output_dir), per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay, logging_steps=config.logging_steps, seed=config.seed,
+        data_seed=config.seed, save_strategy="no", report_to="none", use_cpu=device == "cpu",
+        bf16=device == "cuda", disable_tqdm=not progress, remove_unused_columns=False,
+        dataloader_num_workers=0, logging_first_step=True,
+    )
+
+
+def attach_logging(trainer, progress: bool) -> None:
+    """Log each training loss through ``logging`` instead of the ``Trainer`` printing dicts
+    to standard output when its progress bar is off (stdout carries the CLI's summary)."""
+    from transformers import PrinterCallback, TrainerCallback
+
+    class LossLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                logger.info("step %d/%d: loss %.4f", state.global_step, state.max_steps, float(logs["loss"]))
+
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(LossLogger())
+
+
+def loss_history(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """``(step, loss)`` pairs from ``trainer.state.log_history``."""
+    return [(int(e["step"]), float(e["loss"])) for e in log_history if "loss" in e and "step" in e]
+
+
+def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> Path:
+    """Write the training loss curve as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if history:
+        steps, losses = zip(*history)
+        ax.plot(steps, losses, marker="o" if len(steps) < 40 else None, lw=1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_meta(adapter_dir: Path, kind: str, config: LoRATrainConfig, **extra: Any) -> None:
+    """Record how to rebuild the model around the adapter (read by the PRM scorer)."""
+    from meds3.config import to_dict
+
+    meta = {"kind": kind, "base_model": config.base_model, "prompt": to_dict(config.prompt), **extra}
+    (adapter_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def finish_summary(out: Path, kind: str, trainer, n_records: int, n_examples: int, seconds: float,
+                   adapter_dir: Path, **extra: Any) -> dict[str, Any]:
+    """Write ``summary.json`` and ``loss.png``; return the summary."""
+    history = [(step, round(loss, 6)) for step, loss in loss_history(trainer.state.log_history)]
+    plot_loss(history, out / "loss.png", f"{kind} LoRA training loss")
+    summary = {
+        "kind": kind, "records": n_records, "examples": n_examples,
+        "steps": int(trainer.state.global_step), "epochs": round(float(trainer.state.epoch or 0), 4),
+        "first_loss": history[0][1] if history else None, "last_loss": history[-1][1] if history else None,
+        "losses": [v for _, v in history], "seconds": round(seconds, 1),
+        "adapter_dir": str(adapter_dir), "loss_png": str(out / "loss.png"), **extra,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    logger.info("%s training: %d examples, %d steps, loss %s -> %s in %.0f s; adapter in %s", kind,
+                n_examples, summary["steps"], summary["first_loss"], summary["last_loss"], seconds, adapter_dir)
+    return summary

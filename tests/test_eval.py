@@ -1,0 +1,165 @@
+"""``run_eval`` and ``meds3 eval``: exact accuracies on a scripted answer table, resume,
+rescore with a PRM, outputs; then a small end-to-end run on tiny-random-llama."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from meds3.cli import main
+from meds3.config import ConfigError, load_config
+from meds3.engines.types import GenerationResult, Sample
+from meds3.eval import EvalConfig, n_grid, read_responses, run_eval
+
+OPTIONS = {"A": "one", "B": "two", "C": "three", "D": "four"}
+# question -> (gold, greedy answer, the 4 sampled answers, each sample's PRM score r_i)
+TABLE = {
+    "q1": ("A", "A", ["A", "B", "B", None], [0.9, 0.3, 0.3, 0.99]),
+    "q2": ("C", "C", ["C", "C", "D", "D"], [0.2, 0.2, 0.5, 0.5]),
+    "q3": ("B", "B", ["B", "B", "B", "A"], [0.6, 0.6, 0.6, 0.9]),
+    "q4": ("D", None, [None, None, None, None], [0.5, 0.5, 0.5, 0.5]),
+}
+
+
+def text_of(ans):
+    return "I am not sure." if ans is None else f"Reasoning.\n\nStep 2: The answer is {ans}."
+
+
+class TableEngine:
+    """Writes the table's answers: sample j of a question gets its j-th answer; greedy
+    (temperature 0) its greedy answer. Five tokens per response."""
+
+    tokenizer = None
+
+    def __init__(self):
+        self.questions_seen: list[str] = []
+
+    def generate(self, requests):
+        out = []
+        for req in requests:
+            qid = re.search(r"Question (q\d)\b", req.prompt).group(1)
+            self.questions_seen.append(qid)
+            _, greedy, sampled, _ = TABLE[qid]
+            answers = [greedy] if req.params.temperature == 0 else sampled[:req.n]
+            out.append(GenerationResult(None, [1], [Sample(text_of(a), [1] * 5, "eos") for a in answers], 1, 1, 0))
+        return out
+
+
+class TableScorer:
+    """PRM scores: root 0.1 (ignored), then r_i on every step."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, question, trajectories):
+        self.calls += 1
+        rs = TABLE[question.id][3]
+        return [[0.1] + [rs[i]] * (len(t) - 1) for i, t in enumerate(trajectories)]
+
+
+class NoEngine:
+    tokenizer = None
+
+    def generate(self, requests):
+        raise AssertionError("rescore must not generate")
+
+
+@pytest.fixture
+def bench(tmp_path):
+    path = tmp_path / "mini.jsonl"
+    path.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options": OPTIONS,
+                                        "answer": gold}) + "\n" for q, (gold, *_) in TABLE.items()))
+    return path
+
+
+def config(bench, tmp_path, **kw):
+    data = {"datasets": [str(bench)], "n": 4, "selectors": ["majority", "p-vs", "best-of-n-min"],
+            "output_dir": str(tmp_path / "out"), **kw}
+    return EvalConfig(**data)
+
+
+def acc(rows, selector, n=None):
+    [row] = [r for r in rows if r["selector"] == selector and (n is None or r["n"] == n)]
+    return row["accuracy"]
+
+
+def test_exact_accuracies_resume_and_rescore(bench, tmp_path):
+    engine = TableEngine()
+    first = run_eval(config(bench, tmp_path, limit=2), engine=engine, progress=False)
+    assert sorted(engine.questions_seen) == ["q1", "q1", "q2", "q2"]  # greedy + sampled, 2 questions
+    assert {r["selector"] for r in first["results"]} == {"greedy", "majority"}  # no PRM yet: skipped
+
+    engine = TableEngine()
+    summary = run_eval(config(bench, tmp_path), engine=engine, progress=False)
+    assert sorted(engine.questions_seen) == ["q3", "q3", "q4", "q4"]  # resumed: only the rest
+    rows = summary["results"]
+    assert acc(rows, "greedy") == 0.75
+    assert acc(rows, "majority") == 0.5  # q1 votes B (wrong), q2 tie C-D -> C (seen first)
+    [maj] = [r for r in rows if r["selector"] == "majority"]
+    assert maj == {"dataset": "mini", "budget": None, "selector": "majority", "n": 4, "questions": 4,
+                   "accuracy": 0.5, "correct": 2, "answered": 0.75, "tokens_per_question": 20.0}
+
+    scorer = TableScorer()
+    summary = run_eval(config(bench, tmp_path), engine=NoEngine(), scorer=scorer, progress=False, rescore=True)
+    assert scorer.calls == 4
+    rows, vs_n = summary["results"], summary["accuracy_vs_n"]
+    assert acc(rows, "p-vs") == 0.5  # q1 A (.9 > .6), q2 D (1.0 > .4) wrong, q3 B, q4 none
+    assert acc(rows, "best-of-n-min") == 0.25  # q1 A right; q2 D, q3 A wrong
+    assert n_grid(4) == [1, 2, 4]
+    assert [acc(vs_n, "majority", n) for n in (1, 2, 4)] == [0.75, 0.75, 0.5]
+    assert [acc(vs_n, "p-vs", n) for n in (1, 2, 4)] == [0.75, 0.75, 0.5]
+    saved = read_responses(tmp_path / "out" / "responses" / "mini.n4.jsonl")
+    assert saved["q1"][0].step_scores == [0.1, 0.9, 0.9] and len(saved) == 4
+
+    run_eval(config(bench, tmp_path), engine=NoEngine(), scorer=scorer, progress=False, rescore=True)
+    assert scorer.calls == 4  # scores already saved: not recomputed
+    out = tmp_path / "out"
+    for name in ("results.json", "results.csv", "results.md", "accuracy_vs_n.png", "accuracy_vs_budget.png",
+                 "config.yaml"):
+        assert (out / name).is_file(), name
+    md = (out / "results.md").read_text()
+    assert "| p-vs | 4 | 50.0 | 50.0 |" in md and "| greedy | 1 | 75.0 | 75.0 |" in md
+    assert (out / "results.csv").read_text().splitlines()[0] == \
+        "dataset,budget,selector,n,questions,accuracy,correct,answered,tokens_per_question"
+
+
+def test_changed_generation_settings_are_refused(bench, tmp_path):
+    run_eval(config(bench, tmp_path, limit=1, selectors=["majority"]), engine=TableEngine(), progress=False)
+    with pytest.raises(ConfigError, match="temperature"):
+        run_eval(config(bench, tmp_path, temperature=0.3), engine=TableEngine(), progress=False)
+
+
+def test_config_errors_name_the_key(bench):
+    with pytest.raises(ConfigError, match="unknown selector 'pvs'"):
+        load_config(EvalConfig, None, ["selectors=[pvs]"])
+    with pytest.raises(ConfigError, match="budgets: each must be >= 1"):
+        load_config(EvalConfig, None, ["budgets=[0]"])
+    with pytest.raises(ConfigError, match="unknown key 'nn'"):
+        load_config(EvalConfig, None, ["nn=3"])
+    cfg = load_config(EvalConfig, None, ["budgets=[null, 64]", "budget.min_thinking_tokens=8", "n=2"])
+    assert cfg.budgets == [None, 64] and cfg.budget_for(64).max_thinking_tokens == 64
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_tiny_model(bench, tmp_path, capsys):
+    from meds3.engines import ModelResolutionError, resolve_model
+
+    try:
+        resolve_model("tiny-random-llama")
+    except ModelResolutionError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / "tiny"
+    args = ["eval", "--config", "examples/configs/eval_tiny.yaml", f"datasets=[{bench}]", f"output_dir={out}",
+            "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| greedy | 1 |" in printed and "| majority | 2 |" in printed
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert {(r["selector"], r["budget"]) for r in rows} == {("greedy", None), ("majority", None),
+                                                           ("greedy", 4), ("majority", 4)}
+    forced = read_responses(out / "responses" / "mini.n2.b4.jsonl")
+    assert all(r.forced_stop and r.thinking_tokens == 4 for rs in forced.values() for r in rs)
+    assert main(args + ["--rescore"]) == 0  # no generation, same tables
+    assert json.loads((out / "results.json").read_text())["results"] == rows

@@ -1,0 +1,122 @@
+"""The evolution loop end to end on tiny-random-llama: two iterations, every stage's outputs,
+and resume after a crash.
+
+The tiny random model never writes "The answer is ...", so the questions here use a test
+task type whose verifier reads the parity of the response length: about half of the leaves
+are "correct", which gives the trainers both kinds of trajectories.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meds3.config import from_dict
+from meds3.data.loaders import save_questions
+from meds3.data.question import MedQuestion
+from meds3.evolve import EvolveConfig, iteration_questions, run, split_seeds
+from meds3.verify.core import Extraction, Verdict, Verifier, register_verifier
+
+
+@register_verifier("parity-test")
+class ParityVerifier(Verifier):
+    """'even' or 'odd': the parity of the stripped text's length (test only)."""
+
+    def extract(self, text: str, question: MedQuestion) -> Extraction:
+        text = text.strip()
+        return Extraction(("even", "odd")[len(text) % 2] if text else None, "length parity")
+
+    def check(self, answer: str, question: MedQuestion, **options) -> Verdict:
+        return Verdict(answer == question.answer, answer, "parity")
+
+
+def _seed_file(path, n):
+    save_questions(path, [MedQuestion(id=f"p{i}", question=f"Is the answer to puzzle {i} even or odd?",
+                                      answer=("even", "odd")[i % 2], task_type="parity-test") for i in range(n)])
+    return path
+
+
+def _config(tmp_path, **extra):
+    data = {
+        "output_dir": str(tmp_path / "evolve"), "iterations": 2, "base_model": "tiny-random-llama",
+        "seeds": [str(_seed_file(tmp_path / "seeds.jsonl", 7))], "questions_per_iteration": 2, "held_out": 3,
+        "rollout": {"live_trees": 2, "flush_every": 1,
+                    "search": {"max_nodes": 5, "rollout_budget": 2, "min_rollouts": 2, "max_step_tokens": 12,
+                               "max_finish_tokens": 16, "max_rollout_tokens": 16}},
+        "policy": {"max_steps": 2, "batch_size": 2, "max_length": 256},
+        "prm": {"max_steps": 2, "batch_size": 2, "max_length": 256, "r": 8, "alpha": 16},
+        "eval": {"n": 3, "selectors": ["majority", "p-vs"], "max_new_tokens": 16, "greedy": True},
+    }
+    data.update(extra)
+    return from_dict(EvolveConfig, data)
+
+
+def test_split_and_iteration_questions(tmp_path):
+    config = _config(tmp_path)
+    pool, held = split_seeds(config)
+    assert [q.id for q in pool] == ["p0", "p1", "p2", "p3"]
+    assert [q.id for q in held] == ["p4", "p5", "p6"]
+    assert [q.id for q in iteration_questions(pool, 1, 3)] == ["p0", "p1", "p2"]
+    assert [q.id for q in iteration_questions(pool, 2, 3)] == ["p3", "p0", "p1"]  # wraps around
+
+
+def test_config_rejects_nothing_to_evaluate(tmp_path):
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        _config(tmp_path, held_out=0)
+
+
+@pytest.mark.slow
+def test_two_iterations_then_resume_after_crash(tmp_path, monkeypatch):
+    import meds3.train
+
+    config = _config(tmp_path)
+    out = tmp_path / "evolve"
+    real_train_prm = meds3.train.train_prm
+    calls = []
+
+    def crash_in_second_prm(cfg, progress=True):
+        calls.append(cfg.output_dir)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return real_train_prm(cfg, progress=progress)
+
+    monkeypatch.setattr(meds3.train, "train_prm", crash_in_second_prm)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(config, progress=False)
+    assert (out / "iter2" / "rollout" / "manifest.json").exists()
+    assert (out / "iter2" / "policy" / "manifest.json").exists()
+    assert not (out / "iter2" / "prm" / "manifest.json").exists()
+    monkeypatch.setattr(meds3.train, "train_prm", real_train_prm)
+
+    report = run(config, progress=False)
+    ran = {s["stage"]: not s["skipped"] for s in report["stages"]}
+    assert ran == {"iter1/rollout": False, "iter1/policy": False, "iter1/prm": False, "iter2/rollout": False,
+                   "iter2/policy": False, "iter2/prm": True, "iter0/eval": False, "iter1/eval": False,
+                   "iter2/eval": True}
+
+    # Every stage left its outputs and a manifest.
+    for k in (1, 2):
+        it = out / f"iter{k}"
+        assert len(list((it / "rollout" / "trees").glob("*.jsonl"))) >= 1
+        for stage in ("rollout", "policy", "prm", "eval"):
+            assert json.loads((it / stage / "manifest.json").read_text())["status"] == "done"
+        assert (it / "policy" / "adapter" / "adapter_config.json").exists()
+        assert (it / "prm" / "adapter" / "adapter_config.json").exists()
+        assert (it / "eval" / "results.json").exists()
+    manifest = lambda stage: json.loads((out / stage / "manifest.json").read_text())  # noqa: E731
+    assert manifest("iter1/rollout")["inputs"]["adapter"] is None  # policy 1 is the base model
+    assert manifest("iter2/rollout")["inputs"]["adapter"].endswith("iter1/policy/adapter")
+    assert len(manifest("iter2/policy")["inputs"]["trees"]) == 2  # trees accumulate
+    assert manifest("iter0/eval")["inputs"]["adapter"] is None
+    assert manifest("iter2/eval")["inputs"]["prm"].endswith("iter2/prm")
+
+    # The report: base, iter1, iter2 x held-out x (greedy, majority, p-vs).
+    policies = {(r["policy"], r["selector"]) for r in report["rows"]}
+    for policy in ("base", "iter1", "iter2"):
+        for selector in ("greedy", "majority", "p-vs"):
+            assert (policy, selector) in policies
+    assert all(r["questions"] == 3 for r in report["rows"])
+    for name in ("report.json", "report.md", "report.csv", "accuracy_by_iteration.png", "held_out.jsonl"):
+        assert (out / name).exists()
+    assert json.loads((out / "report.json").read_text())["rows"] == report["rows"]

@@ -1,0 +1,242 @@
+"""The Ray rollout runner on a local Ray instance with 2 CPU actors: an actor killed mid-job,
+a unit that keeps killing its actor, a driver killed and rerun (scripted engine), the
+``--ray`` flags, and the tiny model's trees on Ray with a killed actor equal to the local
+runner's."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from meds3.config import ConfigError, load_config, save_config
+from meds3.data import save_questions
+from meds3.data.question import MedQuestion
+from meds3.mcts import SearchConfig
+from meds3.rollout import RayConfig, RolloutConfig, TreeStore, run_ray_rollout, run_rollout
+from meds3.rollout.ray_runner import make_units
+from scripted_engine import ScriptedEngine
+
+ray = pytest.importorskip("ray")
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
+      for i in range(12)]
+TINY_SEARCH = ["search.max_nodes=4", "search.rollout_budget=2", "search.min_rollouts=2",
+               "search.max_step_tokens=8", "search.max_finish_tokens=8", "search.max_rollout_tokens=8"]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One local Ray instance for the module (starting one takes seconds); actors find the
+    scripted test engines through PYTHONPATH."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def scripted(config):
+    return ScriptedEngine()
+
+
+class SlowEngine(ScriptedEngine):
+    def generate(self, requests):
+        time.sleep(0.05)
+        return super().generate(requests)
+
+
+def slow(config):
+    return SlowEngine()
+
+
+class PoisonedEngine(ScriptedEngine):
+    """Kills its own process on one question, as an out-of-memory kill would."""
+
+    def generate(self, requests):
+        if any("Question 3?" in r.prompt for r in requests):
+            os._exit(1)
+        return super().generate(requests)
+
+
+def poisoned(config):
+    return PoisonedEngine()
+
+
+def shapes(trees):
+    return {t.question.id: [(n.parent, n.kind, n.verdict, round(n.value, 9)) for n in t.nodes] for t in trees}
+
+
+def stored_ids(out):
+    """Question id of every stored line, duplicates included."""
+    return sorted(json.loads(line)["question"]["id"] for shard in (Path(out) / "trees").glob("trees-*.jsonl")
+                  for line in shard.read_text().splitlines() if line.strip())
+
+
+def job(tmp_path, name, **ray_kw):
+    seeds = tmp_path / "seeds.jsonl"
+    save_questions(seeds, QS)
+    return RolloutConfig(seeds=[str(seeds)], output_dir=str(tmp_path / name), live_trees=2, flush_every=1,
+                         search=SearchConfig(max_nodes=10), ray=RayConfig(enabled=True, **ray_kw))
+
+
+def local_reference(tmp_path):
+    config = job(tmp_path, "local")
+    config.ray.enabled = False
+    run_rollout(config, engine=ScriptedEngine(), progress=False)
+    return shapes(TreeStore(Path(config.output_dir) / "trees").iter_trees())
+
+
+def kill_first_worker(killed):
+    """An on_unit_done hook: kill the actor that stored the first unit, while it still has a
+    unit in flight, and wait until it is dead (ray.kill only asks)."""
+
+    def hook(job_, result):
+        if not killed:
+            killed.append(result["worker"])
+            handle = job_.workers[result["worker"]].handle
+            ray.kill(handle)
+            with pytest.raises(ray.exceptions.RayActorError):
+                ray.get(handle.info.remote(), timeout=120)
+
+    return hook
+
+
+# -- without Ray ---------------------------------------------------------------------------
+def test_ray_config_is_validated_by_key():
+    with pytest.raises(ConfigError, match="ray: num_workers must be >= 1"):
+        load_config(RolloutConfig, None, ["ray.num_workers=0"])
+    with pytest.raises(ConfigError, match="unknown key 'ray.workers'"):
+        load_config(RolloutConfig, None, ["ray.workers=2"])
+    config = load_config(RolloutConfig, None, ["ray.enabled=true", "ray.num_cpus_per_worker=2", "ray.unit_size=3"])
+    assert (config.ray.enabled, config.ray.threads, config.ray.replacements) == (True, 2, 6)
+    assert [[q.id for q in u.questions] for u in make_units(QS[:7], 3)] == [["q0", "q1", "q2"], ["q3", "q4", "q5"],
+                                                                              ["q6"]]
+
+
+def test_an_engine_object_cannot_go_to_ray(tmp_path):
+    with pytest.raises(ValueError, match="engine_factory"):
+        run_rollout(job(tmp_path, "x"), engine=ScriptedEngine(), progress=False)
+
+
+# -- on a local Ray instance ----------------------------------------------------------------
+def test_killed_actor_unit_is_rescheduled_and_every_question_stored_once(ray_instance, tmp_path):
+    killed = []
+    config = job(tmp_path, "ray", unit_size=2)
+    summary = run_ray_rollout(config, progress=False, engine_factory=slow, on_unit_done=kill_first_worker(killed))
+    assert stored_ids(config.output_dir) == sorted(q.id for q in QS)
+    assert shapes(TreeStore(Path(config.output_dir) / "trees").iter_trees()) == local_reference(tmp_path)
+    r = summary["ray"]
+    assert summary["trees"] == 12 and r["trees_searched"] == 12 and r["failed_units"] == []
+    assert r["retries"] == 1 and r["workers"] == 3  # one replacement
+    assert [w["alive"] for w in r["per_worker"]] == [w["worker"] != killed[0] for w in r["per_worker"]]
+    assert sum(w["trees"] for w in r["per_worker"]) == 12
+    assert json.loads((Path(config.output_dir) / "failed_units.json").read_text()) == []
+
+
+def test_unit_that_keeps_failing_is_recorded_and_the_rest_finish(ray_instance, tmp_path):
+    config = job(tmp_path, "ray", unit_size=2, max_unit_retries=1)
+    summary = run_ray_rollout(config, progress=False, engine_factory=poisoned)
+    [failed] = summary["ray"]["failed_units"]
+    assert (failed["unit"], failed["question_ids"], failed["attempts"]) == (1, ["q2", "q3"], 2)
+    assert "died" in failed["reason"] and len(failed["errors"]) == 2
+    assert summary["trees"] == 10 and summary["ray"]["retries"] == 1
+    assert json.loads((Path(config.output_dir) / "failed_units.json").read_text()) == [failed]
+    # A rerun searches exactly the failed unit's questions; the local runner resumes a Ray job's store.
+    config.ray.enabled = False
+    shards = set((Path(config.output_dir) / "trees").glob("trees-*.jsonl"))
+    assert run_rollout(config, engine=ScriptedEngine(), progress=False)["trees"] == 12
+    new = set((Path(config.output_dir) / "trees").glob("trees-*.jsonl")) - shards
+    assert sorted(json.loads(line)["question"]["id"] for f in new for line in f.read_text().splitlines()) == ["q2", "q3"]
+    assert stored_ids(config.output_dir) == sorted(q.id for q in QS)
+    assert shapes(TreeStore(Path(config.output_dir) / "trees").iter_trees()) == local_reference(tmp_path)
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+import test_rollout_ray as t
+from meds3.config import load_config
+from meds3.rollout import RolloutConfig, run_ray_rollout
+
+run_ray_rollout(load_config(RolloutConfig, {config!r}), progress=False, engine_factory=t.slow)
+"""
+
+
+def test_driver_killed_mid_job_then_rerun_resumes_without_duplicates(ray_instance, tmp_path):
+    config = job(tmp_path, "ray", unit_size=1, address=ray_instance,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
+    out = Path(config.output_dir)
+    out.mkdir(parents=True)
+    save_config(config, out / "job.yaml")
+    code = DRIVER.format(tests=str(TESTS), config=str(out / "job.yaml"))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list((out / "trees").glob("trees-*.jsonl"))) < 3 and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = stored_ids(out)
+    assert 3 <= len(before) < len(QS), proc.stderr.read().decode()[-2000:]  # killed part-way
+    summary = run_ray_rollout(config, progress=False, engine_factory=scripted)
+    assert summary["ray"]["trees_searched"] == len(QS) - len(before)
+    assert stored_ids(out) == sorted(q.id for q in QS)  # each question exactly once
+    assert shapes(TreeStore(out / "trees").iter_trees()) == local_reference(tmp_path)
+
+
+def test_ray_flags_of_the_rollout_command(monkeypatch, capsys):
+    import meds3.rollout
+    from meds3.cli import main
+
+    seen = []
+    monkeypatch.setattr(meds3.rollout, "run_rollout", lambda config, progress: seen.append(config) or {})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    main(["rollout", "--ray", "ray.num_workers=4"])
+    main(["rollout", "--ray-address", "auto"])
+    main(["rollout"])
+    assert [(c.ray.enabled, c.ray.address, c.ray.num_workers) for c in seen] == [(True, None, 4), (True, "auto", 2),
+                                                                                (False, None, 2)]
+
+
+@pytest.mark.slow
+def test_tiny_model_on_ray_with_a_killed_actor_equals_the_local_runner(ray_instance, tmp_path, capsys):
+    from meds3.cli import main
+
+    seeds = REPO / "seed_data" / "clinical_calc.jsonl"
+    common = [f"seeds=[{seeds}]", "limit=4", "model=tiny-random-llama", "live_trees=2", *TINY_SEARCH]
+    assert main(["rollout", "--no-progress", f"output_dir={tmp_path / 'local'}", *common]) == 0
+    capsys.readouterr()
+    config = load_config(RolloutConfig, None, [f"output_dir={tmp_path / 'ray'}", "ray.enabled=true",
+                                               "ray.unit_size=1", *common])
+    summary = run_ray_rollout(config, progress=False, on_unit_done=kill_first_worker([]))
+    local = json.loads((tmp_path / "local" / "summary.json").read_text())
+    assert {k: v for k, v in summary.items() if k != "ray"} == local  # the same end summary
+    r = summary["ray"]
+    assert r["failed_units"] == [] and r["retries"] == 1 and r["workers"] == 3
+    assert sum(w["trees"] for w in r["per_worker"]) == 4
+    assert stored_ids(tmp_path / "ray") == sorted(stored_ids(tmp_path / "local"))  # each question once
+    got = shapes(TreeStore(tmp_path / "ray" / "trees").iter_trees())
+    want = shapes(TreeStore(tmp_path / "local" / "trees").iter_trees())
+    assert got == want and len(got) == 4
+
+
+def broken(config):
+    raise OSError("model weights not found")
+
+
+def test_an_engine_that_cannot_be_built_stops_the_job_with_its_reason(ray_instance, tmp_path):
+    config = job(tmp_path, "ray", unit_size=4)
+    with pytest.raises(RuntimeError, match="no rollout worker could start: .*model weights not found"):
+        run_ray_rollout(config, progress=False, engine_factory=broken)
+    assert stored_ids(config.output_dir) == []
+
+
+def test_cluster_example_config_loads():
+    config = load_config(RolloutConfig, REPO / "examples" / "cluster" / "rollout_cluster.yaml", [])
+    assert (config.backend, config.ray.enabled, config.ray.address, config.ray.num_gpus_per_worker) == \
+        ("vllm", True, "auto", 1.0)
