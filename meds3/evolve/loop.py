@@ -127,18 +127,22 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
             tree_dirs = [*tree_dirs, str(it / "rollout")] if config.accumulate_trees else [str(it / "rollout")]
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
                                output_dir=str(it / "policy"))
-            policy = run_stage(f"iter{k}/policy", it / "policy", lambda: train_policy(policy_cfg, progress=progress),
+            policy = run_stage(f"iter{k}/policy", it / "policy",
+                               lambda: _train(train_policy, policy_cfg, progress, "policy", adapter),
                                inputs={"trees": tree_dirs})
             prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
                             output_dir=str(it / "prm"))
-            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: train_prm(prm_cfg, progress=progress),
+            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, "prm", None),
                             inputs={"trees": tree_dirs})
             stages += [policy, prm]
+            _free_gpu_memory()
+            prm_dir = prm.summary.get("prm_dir", str(it / "prm")) if "skipped" not in prm.summary else None
             if k == 1 and config.eval_base:
-                evals.append(("base", _evaluate(config, engines, eval_files, None, str(it / "prm"),
+                evals.append(("base", _evaluate(config, engines, eval_files, None, prm_dir,
                                                 out / "iter0" / "eval", "iter0/eval", progress, run_eval)))
-            adapter = policy.summary.get("adapter_dir") or str(it / "policy" / "adapter")
-            evals.append((f"iter{k}", _evaluate(config, engines, eval_files, adapter, str(it / "prm"),
+            # A policy stage with nothing to learn from keeps the previous policy.
+            adapter = policy.summary.get("adapter_dir")
+            evals.append((f"iter{k}", _evaluate(config, engines, eval_files, adapter, prm_dir,
                                                 it / "eval", f"iter{k}/eval", progress, run_eval)))
     finally:
         engines.close()
@@ -146,7 +150,35 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
     return write_report(out, evals, stages)
 
 
-def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter: Optional[str], prm: str,
+def _train(trainer, cfg, progress: bool, kind: str, fallback_adapter: Optional[str]) -> dict[str, Any]:
+    """Run a trainer, or record why there was nothing to train on (no correct trajectory for
+    the policy, no finished trajectory at all for the PRM): small searches with weak models
+    can end that way, and the loop then goes on with the previous policy or without a PRM."""
+    from meds3.train import iter_trees, prm_records, sft_records
+
+    records = (sft_records if kind == "policy" else prm_records)(iter_trees(cfg.trees), cfg.data, cfg.prompt)
+    if not records:
+        what = "correct trajectories" if kind == "policy" else "finished trajectories"
+        logger.warning("%s: no %s in %s; nothing to train", kind, what, ", ".join(cfg.trees))
+        return {"skipped": f"no {what} in the trees", "adapter_dir": fallback_adapter}
+    return trainer(cfg, progress=progress)
+
+
+def _free_gpu_memory() -> None:
+    """Hand the trainers' cached CUDA memory back before an engine needs it."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # torch is a dependency; this guards odd installs only
+        pass
+
+
+def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter: Optional[str], prm: Optional[str],
               directory: Path, name: str, progress: bool, run_eval) -> StageResult:
     eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
                      engine=dict(config.engine), adapter=adapter, prm=prm, output_dir=str(directory))
