@@ -93,6 +93,17 @@ def test_committed_seed_file_matches_generator():
     assert lines == fresh
 
 
+def test_committed_multiple_choice_seed_file_matches_generator():
+    from pathlib import Path
+
+    from meds3.data.seeds import SeedGenConfig, generate_seeds
+
+    committed = Path(__file__).resolve().parents[1] / "seed_data" / "clinical_calc_mc.jsonl"
+    lines = committed.read_text(encoding="utf-8").splitlines()
+    fresh = generate_seeds(SeedGenConfig(n=500, seed=0, choices=4))
+    assert lines == [json.dumps(q.to_dict(), ensure_ascii=False) for q in fresh]
+
+
 def test_tree_show_prints_values_visits_verdicts(tmp_path, capsys):
     from meds3.mcts import Forest, SearchConfig
     from meds3.rollout import TreeStore

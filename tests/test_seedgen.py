@@ -172,3 +172,30 @@ def test_file_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["calc.jsonl"]  # no temp file left behind
     generate_calc_file(path, 5, seed=3)  # overwrite in place
     assert len(path.read_text(encoding="utf-8").splitlines()) == 5
+
+
+def test_multiple_choice_seeds_have_exactly_one_option_in_range():
+    import random
+
+    from meds3.data.seeds import SeedGenConfig, generate_seeds, to_multiple_choice
+    from meds3.verify import verify
+
+    open_qs = generate_seeds(SeedGenConfig(n=60, seed=3))
+    mc = generate_seeds(SeedGenConfig(n=60, seed=3, choices=4))
+    for o, q in zip(open_qs, mc):
+        assert q.id == o.id + "_mc" and q.task_type == "multiple_choice" and list(q.options) == list("ABCD")
+        lo, hi = o.metadata["range"]
+        in_range = [k for k, v in q.options.items() if lo <= float(v.split()[0]) <= hi]
+        assert in_range == [q.answer]
+        assert q.options[q.answer].split()[0] == o.answer == q.metadata["numeric_answer"]
+        assert len({v for v in q.options.values()}) == 4
+        assert verify(q.metadata["solution"], q).correct is True
+    with pytest.raises(ValueError, match="not a generated numeric"):
+        to_multiple_choice(mc[0], 4, random.Random(0))
+
+
+def test_choices_config_is_validated():
+    from meds3.data.seeds import SeedGenConfig
+
+    with pytest.raises(ValueError, match="choices"):
+        SeedGenConfig(choices=1)
