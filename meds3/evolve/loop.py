@@ -128,11 +128,11 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
                                output_dir=str(it / "policy"))
             policy = run_stage(f"iter{k}/policy", it / "policy",
-                               lambda: _train(train_policy, policy_cfg, progress, "policy", adapter),
+                               lambda: _train(train_policy, policy_cfg, progress, adapter),
                                inputs={"trees": tree_dirs})
             prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
                             output_dir=str(it / "prm"))
-            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, "prm", None),
+            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, None),
                             inputs={"trees": tree_dirs})
             stages += [policy, prm]
             _free_gpu_memory()
@@ -150,18 +150,17 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
     return write_report(out, evals, stages)
 
 
-def _train(trainer, cfg, progress: bool, kind: str, fallback_adapter: Optional[str]) -> dict[str, Any]:
+def _train(trainer, cfg, progress: bool, fallback_adapter: Optional[str]) -> dict[str, Any]:
     """Run a trainer, or record why there was nothing to train on (no correct trajectory for
     the policy, no finished trajectory at all for the PRM): small searches with weak models
     can end that way, and the loop then goes on with the previous policy or without a PRM."""
-    from meds3.train import iter_trees, prm_records, sft_records
+    from meds3.train import NoTrainingData
 
-    records = (sft_records if kind == "policy" else prm_records)(iter_trees(cfg.trees), cfg.data, cfg.prompt)
-    if not records:
-        what = "correct trajectories" if kind == "policy" else "finished trajectories"
-        logger.warning("%s: no %s in %s; nothing to train", kind, what, ", ".join(cfg.trees))
-        return {"skipped": f"no {what} in the trees", "adapter_dir": fallback_adapter}
-    return trainer(cfg, progress=progress)
+    try:
+        return trainer(cfg, progress=progress)
+    except NoTrainingData as exc:
+        logger.warning("%s; nothing to train", exc)
+        return {"skipped": exc.reason, "adapter_dir": fallback_adapter}
 
 
 def _free_gpu_memory() -> None:

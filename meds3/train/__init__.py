@@ -9,7 +9,7 @@ the PRM scorer.
 - :mod:`meds3.train.prm`: ``train_prm``; :mod:`meds3.train.scorer`: ``PRMScorer``.
 """
 
-from meds3.train.common import LoRATrainConfig
+from meds3.train.common import LoRATrainConfig, NoTrainingData
 from meds3.train.data import (
     PRMDataConfig, SFTDataConfig, iter_trees, prm_dataset, prm_records, read_jsonl, sft_dataset, sft_records,
     write_jsonl,
@@ -22,7 +22,8 @@ from meds3.train.prm import PRMTrainConfig, fit_prm, prm_loss, train_prm
 from meds3.train.scorer import PRMScorer, step_probability
 
 __all__ = [
-    "IGNORE_INDEX", "LoRATrainConfig", "PRMDataConfig", "PRMScorer", "PRMTrainConfig", "PolicyTrainConfig",
+    "IGNORE_INDEX", "LoRATrainConfig", "NoTrainingData", "PRMDataConfig", "PRMScorer", "PRMTrainConfig",
+    "PolicyTrainConfig",
     "SFTDataConfig", "TrajectoryTokens", "fit_policy", "fit_prm", "iter_trees", "prm_dataset", "prm_loss",
     "prm_records", "read_jsonl", "sft_dataset", "sft_labels", "sft_records", "step_labels", "step_probability",
     "token_index_at", "tokenize_trajectory", "train_policy", "train_prm", "write_jsonl",

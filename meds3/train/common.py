@@ -10,12 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from meds3.data.errors import DataError
 from meds3.data.prompts import PromptConfig
 
 logger = logging.getLogger(__name__)
 
 META_FILE = "meds3_train.json"  # beside the adapter: base model, kind, prompt format
 LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class NoTrainingData(DataError):
+    """The trees hold no example for this trainer (no correct path for the policy, no finished
+    path for the PRM): a small search with a weak model can end that way."""
 
 
 @dataclass

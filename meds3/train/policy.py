@@ -17,7 +17,7 @@ from typing import Any
 from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.train.common import (
-    LoRATrainConfig, attach_logging, finish_summary, load_tokenizer, lora_config, resolve_device,
+    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, resolve_device,
     training_arguments, write_meta,
 )
 from meds3.train.data import SFTDataConfig, iter_trees, sft_dataset, sft_records, write_jsonl
@@ -64,7 +64,7 @@ def fit_policy(config: PolicyTrainConfig, progress: bool = True) -> FitResult:
     save_config(config, out / "config.yaml")
     records = sft_records(iter_trees(config.trees), config.data, config.prompt)
     if not records:
-        raise DataError(", ".join(config.trees), None, "no correct trajectories to train the policy on")
+        raise NoTrainingData(", ".join(config.trees), None, "no correct trajectories to train the policy on")
     write_jsonl(records, out / "data.jsonl")
     base = resolve_model(config.base_model)
     tokenizer = load_tokenizer(base)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.train.common import (
-    LoRATrainConfig, attach_logging, finish_summary, load_tokenizer, lora_config, resolve_device,
+    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, resolve_device,
     training_arguments, write_meta,
 )
 from meds3.train.data import PRMDataConfig, iter_trees, prm_dataset, prm_records, write_jsonl
@@ -120,7 +120,7 @@ def fit_prm(config: PRMTrainConfig, progress: bool = True) -> FitResult:
     save_config(config, out / "config.yaml")
     records = prm_records(iter_trees(config.trees), config.data, config.prompt)
     if not records:
-        raise DataError(", ".join(config.trees), None, "no finished trajectories to train the PRM on")
+        raise NoTrainingData(", ".join(config.trees), None, "no finished trajectories to train the PRM on")
     write_jsonl(records, out / "data.jsonl")
     base = resolve_model(config.base_model)
     tokenizer = load_tokenizer(base)
