@@ -42,8 +42,9 @@ def _config(tmp_path, **extra):
         "output_dir": str(tmp_path / "evolve"), "iterations": 2, "base_model": "tiny-random-llama",
         "seeds": [str(_seed_file(tmp_path / "seeds.jsonl", 7))], "questions_per_iteration": 2, "held_out": 3,
         "rollout": {"live_trees": 2, "flush_every": 1,
+                    # The tiny model never ends a response: its capped outputs count as verified.
                     "search": {"max_nodes": 5, "rollout_budget": 2, "min_rollouts": 2, "max_step_tokens": 12,
-                               "max_finish_tokens": 16, "max_rollout_tokens": 16}},
+                               "max_finish_tokens": 16, "max_rollout_tokens": 16, "count_truncated": True}},
         "policy": {"max_steps": 2, "batch_size": 2, "max_length": 256},
         "prm": {"max_steps": 2, "batch_size": 2, "max_length": 256, "r": 8, "alpha": 16},
         "eval": {"n": 3, "selectors": ["majority", "p-vs"], "max_new_tokens": 16, "greedy": True},
@@ -120,3 +121,40 @@ def test_two_iterations_then_resume_after_crash(tmp_path, monkeypatch):
     for name in ("report.json", "report.md", "report.csv", "accuracy_by_iteration.png", "held_out.jsonl"):
         assert (out / name).exists()
     assert json.loads((out / "report.json").read_text())["rows"] == report["rows"]
+
+
+def _adapter_tensors(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+def test_three_iterations_train_on_every_iterations_trees(tmp_path):
+    """A pool of 2 questions searched in each of 3 iterations: the trainers of iteration k use
+    the paths of the trees of iterations k, k-1, ..., 1 (newest first), not only iteration 1's."""
+    import torch
+
+    config = _config(tmp_path, iterations=3, seeds=[str(_seed_file(tmp_path / "pool2.jsonl", 5))],
+                     eval_base=False)
+    config.prm.data.require_pos_and_neg = False  # accumulation is under test here, not the filter
+    out = tmp_path / "evolve"
+    run(config, progress=False)
+    for k in (1, 2, 3):
+        assert [q["id"] for q in map(json.loads, (out / f"iter{k}" / "questions.jsonl").read_text().splitlines())] \
+            == ["p0", "p1"]  # the pool wraps: every question in every iteration
+    for stage in ("policy", "prm"):
+        manifest = json.loads((out / "iter3" / stage / "manifest.json").read_text())
+        assert manifest["inputs"]["trees"] == [str(out / f"iter{k}" / "rollout") for k in (3, 2, 1)]
+        sources = {json.loads(line)["source"] for line in (out / "iter3" / stage / "data.jsonl").read_text()
+                   .splitlines()}
+        assert {str(out / "iter2" / "rollout"), str(out / "iter3" / "rollout")} <= sources, (stage, sources)
+        earlier = {json.loads(line)["source"] for line in (out / "iter2" / stage / "data.jsonl").read_text()
+                   .splitlines()}
+        assert str(out / "iter3" / "rollout") not in earlier
+    # Iteration 3's records are not iteration 2's, and neither are the adapters trained on them.
+    for stage in ("policy", "prm"):
+        assert (out / "iter3" / stage / "data.jsonl").read_text() != (out / "iter2" / stage / "data.jsonl").read_text()
+        new, old = _adapter_tensors(out / "iter3" / stage), _adapter_tensors(out / "iter2" / stage)
+        assert new.keys() == old.keys()
+        assert any(not torch.equal(new[key], old[key]) for key in new), stage

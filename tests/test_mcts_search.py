@@ -125,7 +125,7 @@ def test_unverifiable_outputs_never_crash():
     assert (n[2].kind, n[2].terminal) == ("reason", False)
     assert (n[3].failed, n[3].completed) == ("empty generation", True)
     assert kinds(search.requests()) == [(2, "rollout", 10)]
-    search.apply([[s("", "length")] * 10])  # rollouts with no answer count as not correct
+    search.apply([[s("", "eos")] * 10])  # rollouts that ended with no answer count as not correct
     assert n[2].rollout_value == 0.0
 
 

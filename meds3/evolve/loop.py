@@ -124,7 +124,8 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
             stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda: run_rollout(
                 rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress),
                 inputs={"questions": len(questions), "adapter": adapter}))
-            tree_dirs = [*tree_dirs, str(it / "rollout")] if config.accumulate_trees else [str(it / "rollout")]
+            # Newest first: where a cap on paths per question applies, the newest policy's paths win.
+            tree_dirs = [str(it / "rollout"), *tree_dirs] if config.accumulate_trees else [str(it / "rollout")]
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
                                output_dir=str(it / "policy"))
             policy = run_stage(f"iter{k}/policy", it / "policy",

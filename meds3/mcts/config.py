@@ -29,6 +29,8 @@ class SearchConfig:
     max_finish_tokens: int = 512  # a Finish step runs to EOS (not in the paper)
     max_rollout_tokens: int = 1024  # a rollout completion (not in the paper)
     max_depth: int = 12  # below this depth only Finish actions (a guard; not in the paper)
+    split_finish: bool = True  # a multi-step Finish output becomes a chain of nodes (MedS3 code, tree.py)
+    count_truncated: bool = False  # True: a Finish or rollout cut at its token cap is verified like any output
     seed: int = 0  # request seeds derive from (seed, question id, node id): batch-independent
 
     def __post_init__(self) -> None:

@@ -20,6 +20,9 @@ class Node:
     ``verdict`` is the rule check of a Finish node's answer (None: no answer, unverifiable).
     ``completed`` nodes are pruned from selection: Finish and failed nodes, and nodes whose
     children are all completed. ``failed`` says why a generation produced no usable step.
+    ``truncated``: the generation hit its token cap (a Finish step, or ``rollout_truncated`` of
+    this node's rollouts). ``chained``: an intermediate step split out of a multi-step Finish
+    output (docs/method.md); it is not counted toward ``max_nodes``.
     """
 
     id: int
@@ -40,6 +43,9 @@ class Node:
     tokens: int = 0
     finish_reason: Optional[str] = None
     failed: Optional[str] = None
+    truncated: bool = False
+    rollout_truncated: int = 0
+    chained: bool = False
 
     @property
     def is_correct_leaf(self) -> bool:
@@ -58,6 +64,7 @@ class Tree:
     error: str = ""
     rounds: int = 0
     schema_version: int = SCHEMA_VERSION
+    source: str = field(default="", compare=False)  # where the tree was read from (not saved)
 
     @property
     def root(self) -> Node:
@@ -85,6 +92,24 @@ class Tree:
 
     def correct_leaves(self) -> list[Node]:
         return [n for n in self.nodes if n.is_correct_leaf]
+
+    def distinct_correct_leaves(self) -> list[Node]:
+        """Correct leaves, one per distinct reasoning trace (step texts, whitespace-normalized):
+        the count the stop rules use (MedS3 counts a repeated trace once)."""
+        seen: set[tuple[str, ...]] = set()
+        out = []
+        for leaf in self.correct_leaves():
+            key = tuple(" ".join(step.split()) for step in self.steps_to(leaf.id))
+            if key not in seen:
+                seen.add(key)
+                out.append(leaf)
+        return out
+
+    @property
+    def search_nodes(self) -> int:
+        """Nodes that count toward ``max_nodes``: every node but the chained steps of
+        multi-step Finish outputs (the MedS3 code raises its cap by their number)."""
+        return sum(not n.chained for n in self.nodes)
 
     def finish_leaves(self) -> list[Node]:
         return [n for n in self.nodes if n.kind == "finish"]

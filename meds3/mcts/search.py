@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from meds3.data.prompts import PromptConfig, has_answer_phrase, step_header, step_marker
+from meds3.data.prompts import PromptConfig, has_answer_phrase, split_steps, step_header, step_marker
 from meds3.data.question import MedQuestion
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.node import Node, Tree
@@ -109,12 +109,14 @@ class TreeSearch:
     def _advance(self) -> list[SearchRequest]:
         """Run every step that needs no model and return the next requests ([] when done)."""
         unrolled = [c for c in self._queue if self._needs_rollout(self.nodes[c])]
-        target_met = len(self.tree.correct_leaves()) >= self.config.target_correct_leaves
+        target_met = self._correct_count() >= self.config.target_correct_leaves
         if unrolled and not target_met:
             return [self._rollout_request(self.nodes[c]) for c in unrolled]
         for cid in self._queue:
-            if not self._needs_rollout(self.nodes[cid]):
-                back_up(self.nodes, cid, self._leaf_value(self.nodes[cid]), self.config.backup_rule)
+            node = self.nodes[cid]
+            if self._needs_rollout(node) or self._excluded(node):
+                continue  # a truncated Finish is no outcome: never backed up, pruned (completed)
+            back_up(self.nodes, cid, self._leaf_value(node), self.config.backup_rule)
         # With the target met no rollout is spent; such steps stay unvisited open leaves.
         self._queue = []
         if self._forced:
@@ -127,7 +129,7 @@ class TreeSearch:
             stop = "all_finished"
         open_leaves = [n for n in self.tree.leaves() if not n.completed and n.kind != "finish"]
         if (stop == "max_nodes" and open_leaves
-                and len(self.tree.correct_leaves()) <= self.config.force_finish_max_correct):
+                and self._correct_count() <= self.config.force_finish_max_correct):
             self._forced = True
             return [self._request(n, "force_finish", 1) for n in open_leaves]
         return self._finish(stop)
@@ -136,25 +138,44 @@ class TreeSearch:
         self.tree.status, self.tree.stop_reason = "complete", stop
         return []
 
+    def _correct_count(self) -> int:
+        """Correct leaves for the stop rules: one per distinct reasoning trace."""
+        return len(self.tree.distinct_correct_leaves())
+
     def _stop_reason(self) -> Optional[str]:
-        if len(self.tree.correct_leaves()) >= self.config.target_correct_leaves:
+        if self._correct_count() >= self.config.target_correct_leaves:
             return "correct_leaves"
         if self.tree.root.completed:
             return "all_finished"
-        if len(self.nodes) >= self.config.max_nodes:
+        if self.tree.search_nodes >= self.config.max_nodes:
             return "max_nodes"
         return None
 
     def _select_leaf(self) -> Optional[Node]:
-        """Descend from the root by UCT; None when every path is pruned."""
-        node = self.tree.root
-        while node.children:
-            child = select_child(self.nodes, node, self.config)
-            if child is None:
+        """Descend from the root by UCT; None when every path is pruned.
+
+        A node whose children are all pruned but that no back-up marked completed (its last
+        child was a truncated Finish, which is never backed up) is marked completed, with
+        every ancestor that this completes, and the descent starts again from the root.
+        """
+        root = self.tree.root
+        while True:
+            node = root
+            while node.children:
+                child = select_child(self.nodes, node, self.config)
+                if child is None:
+                    break
+                node = child
+            else:
+                return None if node.completed else node
+            node.completed = True
+            while node.parent is not None:
+                node = self.nodes[node.parent]
+                if not all(self.nodes[c].completed for c in node.children):
+                    break
                 node.completed = True
+            if root.completed:
                 return None
-            node = child
-        return None if node.completed else node
 
     def _expansion_requests(self, leaf: Node) -> list[SearchRequest]:
         cfg = self.config
@@ -194,36 +215,77 @@ class TreeSearch:
                         tokens=int(sample.num_tokens), finish_reason=sample.finish_reason)
             if not text:
                 node.failed, node.terminal, node.completed = "empty generation", True, True
-            elif req.kind != "reason" or has_answer_phrase(text, self.prompt_config) or sample.finish_reason == "eos":
-                # A Finish action, a Reason step that states the answer (re-typed Finish), or a
-                # response the model ended: a terminal step checked by the rules.
+            elif req.kind != "reason" and sample.finish_reason == "length":
+                node.truncated = True  # a Finish cut at its token cap
                 self._make_finish(node)
+            elif req.kind != "reason":
+                node = self._chain(parent, node)  # a Finish action: one node per step it wrote
+                self._make_finish(node)
+            elif has_answer_phrase(text, self.prompt_config) or sample.finish_reason == "eos":
+                # A Reason step that states the answer (re-typed Finish), or a response the
+                # model ended: a terminal step checked by the rules.
+                self._make_finish(node)
+            if node.parent == parent.id:
+                parent.children.append(node.id)
             self.nodes.append(node)
-            parent.children.append(node.id)
             self._queue.append(node.id)
+
+    def _chain(self, parent: Node, node: Node) -> Node:
+        """Split a Finish output that wrote several ``Step k:`` blocks and ends with the answer
+        into a chain: one intermediate node per step before the last, each starting from the
+        parent's value with one visit (MedS3 ``process_answer_nodes``), so that the back-up of
+        the answer step moves each toward the outcome. Returns the node of the answer step,
+        ready to append after the chain (which is already in the tree)."""
+        parts = split_steps(node.step, self.prompt_config)
+        if not self.config.split_finish or len(parts) < 2 or not has_answer_phrase(parts[-1], self.prompt_config):
+            return node
+        above = parent
+        for part in parts[:-1]:
+            link = Node(id=len(self.nodes), parent=above.id, depth=above.depth + 1, kind="reason", step=part,
+                        visits=1, value=parent.value, chained=True)
+            self.nodes.append(link)
+            above.children.append(link.id)
+            above = link
+        node.id, node.parent, node.depth, node.step = len(self.nodes), above.id, above.depth + 1, parts[-1]
+        above.children.append(node.id)
+        return node
 
     def _make_finish(self, node: Node) -> None:
         verdict = self.verifier(node.step, self.tree.question)
         node.kind, node.terminal, node.completed = "finish", True, True
         node.verdict, node.answer = verdict.correct, verdict.extracted
-        if verdict.correct is None:
+        if self._excluded(node):
+            node.verdict, node.failed = None, f"truncated at {node.tokens} tokens (answer unknown)"
+        elif verdict.correct is None:
             node.failed = f"unverifiable: {verdict.reason}"
 
     def _apply_rollout(self, req: SearchRequest, samples: Sequence) -> None:
         node = self.nodes[req.node_id]
-        correct = sum(self.verifier(s.text or "", self.tree.question).correct is True for s in samples)
-        node.rollout_count += len(samples)
-        node.rollout_correct += correct
-        node.rollout_value = node.rollout_correct / node.rollout_count if node.rollout_count else 0.0
-        node.tokens += sum(int(s.num_tokens) for s in samples)
+        for sample in samples:
+            truncated = sample.finish_reason == "length"
+            node.rollout_truncated += truncated
+            node.tokens += int(sample.num_tokens)
+            if truncated and not self.config.count_truncated:
+                continue  # cut at the cap: neither right nor wrong
+            node.rollout_count += 1
+            node.rollout_correct += self.verifier(sample.text or "", self.tree.question).correct is True
+        if node.rollout_count:
+            node.rollout_value = node.rollout_correct / node.rollout_count
+
+    def _excluded(self, node: Node) -> bool:
+        """A truncated Finish when truncated outputs do not count (the default)."""
+        return node.truncated and not self.config.count_truncated
 
     def _needs_rollout(self, node: Node) -> bool:
-        return node.kind == "reason" and not node.terminal and node.rollout_value is None
+        return (node.kind == "reason" and not node.terminal and not node.chained
+                and node.rollout_count == 0 and node.rollout_truncated == 0)
 
-    @staticmethod
-    def _leaf_value(node: Node) -> float:
+    def _leaf_value(self, node: Node) -> float:
         if node.kind == "finish":
             return 1.0 if node.verdict is True else 0.0
         if node.terminal:
             return 0.0
-        return float(node.rollout_value or 0.0)
+        if node.rollout_value is None:
+            # Every rollout was cut at its cap: no evidence, so the node keeps its parent's value.
+            return float(self.nodes[node.parent].value) if node.parent is not None else 0.0
+        return float(node.rollout_value)

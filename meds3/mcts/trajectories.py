@@ -13,8 +13,10 @@ from meds3.mcts.node import Tree
 class Trajectory:
     """Steps from the root (Step 0) to a Finish leaf, each with its backed-up value.
 
-    A Finish step that spans several ``Step k:`` blocks is split into them, each taking the
-    Finish node's value, so every step has its own label for the PRM.
+    The search already splits a multi-step Finish output into a chain of nodes with their own
+    values (``SearchConfig.split_finish``). A Finish node that still spans several ``Step k:``
+    blocks (the split turned off, or an output whose last block states no answer) is split
+    here, each part taking the Finish node's value.
     """
 
     steps: list[str]
@@ -46,7 +48,7 @@ def extract_trajectories(tree: Tree, prompt_config: PromptConfig | None = None) 
     pos, neg = [], []
     for leaf in tree.finish_leaves():
         if leaf.visits == 0:
-            continue  # never backed up: its value is not an estimate
+            continue  # never backed up (e.g. truncated at the token cap): its value is not an estimate
         (pos if leaf.verdict is True else neg).append(leaf_trajectory(tree, leaf.id, prompt_config).to_dict())
     q = tree.question
     return {"question_id": q.id, "question": q.to_dict(), "pos": pos, "neg": neg}

@@ -49,6 +49,7 @@ class PRMDataConfig:
     max_pos_per_question: Optional[int] = None
     max_neg_per_question: Optional[int] = None
     label_root: bool = False  # label Step 0 too (its value is the question's solve rate, not a step's)
+    require_pos_and_neg: bool = True  # only questions with a correct and an incorrect path (MedS3 --filter_invalid)
 
     def __post_init__(self) -> None:
         for name in ("max_pos_per_question", "max_neg_per_question"):
@@ -79,7 +80,9 @@ def iter_trees(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Iterat
         else:
             raise DataError(str(path), None, "does not exist")
         for shard in shards:
-            yield from _read_shard(shard)
+            for tree in _read_shard(shard):
+                tree.source = str(raw)
+                yield tree
 
 
 def _read_shard(shard: Path) -> Iterator[Tree]:
@@ -94,19 +97,43 @@ def _read_shard(shard: Path) -> Iterator[Tree]:
 
 
 def _trajectories(trees: Iterable[Tree], prompt: PromptConfig | None) -> Iterator[dict[str, Any]]:
-    seen: set[str] = set()
+    """Per question, the trajectories of all its trees, in input order.
+
+    Trees are keyed by (source, question): a question searched in several iterations (several
+    rollout folders) contributes the paths of every one of its trees, the earlier sources'
+    first, so callers list sources newest first where a cap applies. A second tree of the same
+    question in one source (a duplicate) is skipped with a warning; failed trees are never
+    used (their search stopped on an error).
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
+    failed = 0
     for tree in trees:
-        if tree.question.id in seen:
-            logger.warning("duplicate tree for question %r skipped", tree.question.id)
+        key = (tree.source, tree.question.id)
+        if key in seen:
+            logger.warning("duplicate tree for question %r in %s skipped", tree.question.id, tree.source or "input")
             continue
-        seen.add(tree.question.id)
-        yield extract_trajectories(tree, prompt)
+        seen.add(key)
+        if tree.status == "failed":
+            failed += 1
+            continue
+        item = extract_trajectories(tree, prompt)
+        for traj in item["pos"] + item["neg"]:
+            traj["source"] = tree.source
+        if tree.question.id in merged:
+            merged[tree.question.id]["pos"].extend(item["pos"])
+            merged[tree.question.id]["neg"].extend(item["neg"])
+        else:
+            merged[tree.question.id] = item
+    if failed:
+        logger.info("%d failed tree(s) left out of the training data", failed)
+    yield from merged.values()
 
 
 def _unique(trajs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen, out = set(), []
     for t in trajs:
-        key = tuple(s.strip() for s in t["steps"])
+        key = tuple(" ".join(s.split()) for s in t["steps"])  # whitespace-normalized step texts
         if key not in seen:
             seen.add(key)
             out.append(t)
@@ -121,15 +148,20 @@ def min_step_value(traj: dict[str, Any]) -> float:
 
 def _record(item: dict[str, Any], traj: dict[str, Any]) -> dict[str, Any]:
     return {"question_id": item["question_id"], "question": item["question"], "steps": list(traj["steps"]),
-            "values": [float(v) for v in traj["values"]], "answer": traj["answer"], "verdict": traj["verdict"]}
+            "values": [float(v) for v in traj["values"]], "answer": traj["answer"], "verdict": traj["verdict"],
+            "source": traj.get("source", "")}
 
 
 def sft_records(trees: Iterable[Tree], config: SFTDataConfig | None = None,
                 prompt: PromptConfig | None = None) -> list[dict[str, Any]]:
     """Policy SFT records: correct (``pos``) trajectories, selected per ``config``.
 
+    ``trees`` may hold several trees of one question (one per iteration that searched it, from
+    different sources): all their paths count, deduplicated by step text, the first source's
+    first (see :func:`_trajectories`).
+
     Each record: ``question_id``, ``question`` (dict), ``steps`` (Step 0 first), ``values``,
-    ``answer``, ``verdict``.
+    ``answer``, ``verdict``, ``source`` (the tree folder or file the path came from).
     """
     config = config or SFTDataConfig()
     out = []
@@ -146,10 +178,14 @@ def sft_records(trees: Iterable[Tree], config: SFTDataConfig | None = None,
 def prm_records(trees: Iterable[Tree], config: PRMDataConfig | None = None,
                 prompt: PromptConfig | None = None) -> list[dict[str, Any]]:
     """PRM records: correct and (with ``include_neg``) incorrect trajectories with per-step
-    values as soft labels; same fields as :func:`sft_records`."""
+    values as soft labels; same fields as :func:`sft_records`. With ``require_pos_and_neg``
+    (the default) a question counts only when its trees hold both a correct and an incorrect
+    path: one with a single kind carries no contrast for the PRM to learn."""
     config = config or PRMDataConfig()
     out = []
     for item in _trajectories(trees, prompt):
+        if config.require_pos_and_neg and not (item["pos"] and item["neg"]):
+            continue
         groups = [(item["pos"], config.max_pos_per_question)]
         if config.include_neg:
             groups.append((item["neg"], config.max_neg_per_question))
