@@ -99,7 +99,8 @@ def test_exact_accuracies_resume_and_rescore(bench, tmp_path):
     assert acc(rows, "majority") == 0.5  # q1 votes B (wrong), q2 tie C-D -> C (seen first)
     [maj] = [r for r in rows if r["selector"] == "majority"]
     assert maj == {"dataset": "mini", "budget": None, "selector": "majority", "n": 4, "questions": 4,
-                   "accuracy": 0.5, "correct": 2, "answered": 0.75, "tokens_per_question": 20.0}
+                   "accuracy": 0.5, "ci_low": 0.0, "ci_high": 1.0, "correct": 2, "answered": 0.75,
+                   "tokens_per_question": 20.0}
 
     scorer = TableScorer()
     summary = run_eval(config(bench, tmp_path), engine=NoEngine(), scorer=scorer, progress=False, rescore=True)
@@ -122,7 +123,7 @@ def test_exact_accuracies_resume_and_rescore(bench, tmp_path):
     md = (out / "results.md").read_text()
     assert "| p-vs | 4 | 50.0 | 50.0 |" in md and "| greedy | 1 | 75.0 | 75.0 |" in md
     assert (out / "results.csv").read_text().splitlines()[0] == \
-        "dataset,budget,selector,n,questions,accuracy,correct,answered,tokens_per_question"
+        "dataset,budget,selector,n,questions,accuracy,ci_low,ci_high,correct,answered,tokens_per_question"
 
 
 def test_changed_generation_settings_are_refused(bench, tmp_path):

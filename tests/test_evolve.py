@@ -139,7 +139,10 @@ def test_three_iterations_train_on_every_iterations_trees(tmp_path):
                      eval_base=False)
     config.prm.data.require_pos_and_neg = False  # accumulation is under test here, not the filter
     out = tmp_path / "evolve"
-    run(config, progress=False)
+    report = run(config, progress=False)
+    assert [(r["iteration"], r["trees"], r["failed"]) for r in report["search"]] == [
+        ("iter1", 2, 0), ("iter2", 2, 0), ("iter3", 2, 0)]
+    assert all(r["ci_low"] <= r["accuracy"] <= r["ci_high"] for r in report["rows"])
     for k in (1, 2, 3):
         assert [q["id"] for q in map(json.loads, (out / f"iter{k}" / "questions.jsonl").read_text().splitlines())] \
             == ["p0", "p1"]  # the pool wraps: every question in every iteration

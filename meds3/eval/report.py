@@ -14,7 +14,7 @@ from meds3.infer.selectors import get_selector, needs_prm
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["dataset", "budget", "selector", "n", "questions", "accuracy", "correct", "answered",
+COLUMNS = ["dataset", "budget", "selector", "n", "questions", "accuracy", "ci_low", "ci_high", "correct", "answered",
            "tokens_per_question"]
 
 
@@ -31,20 +31,25 @@ def score_selector(name: str, questions: Sequence[Sequence[Response]], n: Option
     """Accuracy of one selector over questions, using each question's first ``n`` responses.
 
     A question counts as correct when the chosen answer's representative response was
-    verified correct; no answer counts as wrong.
+    verified correct; no answer counts as wrong. ``ci_low``/``ci_high``: the 95% percentile
+    bootstrap interval over questions (:func:`meds3.eval.stats.bootstrap_ci`).
     """
+    from meds3.eval.stats import bootstrap_ci
+
     select = get_selector(name)
-    correct = answered = tokens = 0
+    outcomes: list[bool] = []
+    answered = tokens = 0
     for rs in questions:
         rs = list(rs[:n] if n else rs)
         scores = [r.step_scores for r in rs] if needs_prm(name) else None
         chosen = select([r.answer for r in rs], scores)
         answered += chosen.answer is not None
-        correct += bool(chosen.answer is not None and rs[chosen.index].correct)
+        outcomes.append(bool(chosen.answer is not None and rs[chosen.index].correct))
         tokens += sum(r.num_tokens for r in rs)
-    q = len(questions)
+    q, correct = len(questions), sum(outcomes)
+    low, high = bootstrap_ci(outcomes)
     return {"selector": name, "n": n or (len(questions[0]) if questions else 0), "questions": q,
-            "accuracy": round(correct / q, 4) if q else 0.0, "correct": correct,
+            "accuracy": round(correct / q, 4) if q else 0.0, "ci_low": low, "ci_high": high, "correct": correct,
             "answered": round(answered / q, 4) if q else 0.0,
             "tokens_per_question": round(tokens / q, 1) if q else 0.0}
 
@@ -77,6 +82,13 @@ def accuracy_rows(saved: dict, selectors: Sequence[str]) -> tuple[list[dict], li
     return [{c: r[c] for c in COLUMNS} for r in rows], [{c: r[c] for c in COLUMNS} for r in vs_n]
 
 
+def format_ci(row: dict[str, Any]) -> str:
+    """``"12.0-30.5"`` (percent) from a row's ``ci_low``/``ci_high``; ``"-"`` when absent."""
+    if row.get("ci_low") is None or row.get("ci_high") is None:
+        return "-"
+    return f"{100 * row['ci_low']:.1f}-{100 * row['ci_high']:.1f}"
+
+
 def _budget_label(b: Optional[int]) -> str:
     return "none" if b is None else str(b)
 
@@ -101,11 +113,12 @@ def markdown_table(rows: Sequence[dict]) -> str:
             vals = " | ".join(f"{100 * cells[d]['accuracy']:.1f}" if d in cells else "-" for d in datasets)
             lines.append(f"| {sel} | {n} | {vals} | {100 * sum(accs) / len(accs):.1f} |")
         lines.append("")
-    lines.append("| dataset | budget | selector | N | questions | accuracy | answered | tokens/question |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| dataset | budget | selector | N | questions | accuracy | 95% CI | answered | tokens/question |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lines.append(f"| {r['dataset']} | {_budget_label(r['budget'])} | {r['selector']} | {r['n']} | {r['questions']} "
-                     f"| {100 * r['accuracy']:.1f} | {100 * r['answered']:.1f} | {r['tokens_per_question']:.0f} |")
+                     f"| {100 * r['accuracy']:.1f} | {format_ci(r)} | {100 * r['answered']:.1f} "
+                     f"| {r['tokens_per_question']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
