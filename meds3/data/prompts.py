@@ -31,6 +31,7 @@ class PromptConfig:
     step_separator: str = "\n\n"  # between steps
     answer_phrase: str = "The answer is"  # a Finish step ends with this phrase and the answer
     context_label: str = "Context"  # heading of a supporting passage (PubMedQA abstracts)
+    few_shot: int = 0  # worked examples shown before the problem (MedS3 shows 1 to the base model in iteration 1)
 
     def __post_init__(self) -> None:
         if "{i}" not in self.step_prefix:
@@ -39,6 +40,10 @@ class PromptConfig:
             raise ValueError("step_separator must not be empty")
         if not self.answer_phrase.strip():
             raise ValueError("answer_phrase must not be empty")
+        from meds3.data.search_prompts import FEW_SHOT_EXAMPLES
+
+        if not 0 <= self.few_shot <= len(FEW_SHOT_EXAMPLES):
+            raise ValueError(f"few_shot must be in [0, {len(FEW_SHOT_EXAMPLES)}], got {self.few_shot}")
 
 
 def render_options(options: dict[str, str]) -> str:
@@ -60,8 +65,12 @@ def render_problem(question: MedQuestion, config: PromptConfig | None = None) ->
 
 def render_user_message(question: MedQuestion, config: PromptConfig | None = None) -> str:
     """The user turn: problem then instruction."""
+    from meds3.data.search_prompts import few_shot_block
+
     config = config or PromptConfig()
     text = render_problem(question, config)
+    if config.few_shot:
+        text = few_shot_block(config.few_shot) + "Problem: " + text
     if config.instruction:
         text += "\n\n" + config.instruction
     return text

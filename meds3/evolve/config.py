@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ from meds3.train import PolicyTrainConfig, PRMTrainConfig
 # Fields of the stage configs that the loop fills in itself (paths, models, adapters);
 # values given for them in the stage sections are replaced.
 LOOP_FIELDS = {
-    "rollout": ("seeds", "output_dir", "model", "backend", "engine", "adapter", "limit"),
+    "rollout": ("seeds", "output_dir", "model", "backend", "engine", "adapter", "limit", "prm", "search", "prompt"),
     "policy": ("trees", "base_model", "output_dir"),
     "prm": ("trees", "base_model", "output_dir"),
     "eval": ("datasets", "model", "backend", "engine", "adapter", "prm", "output_dir"),
@@ -40,6 +41,11 @@ class EvolveConfig:
     eval_datasets: list[str] = field(default_factory=list)  # extra benchmark files evaluated each iteration
     eval_base: bool = True  # also evaluate the base policy (iteration 0) for the base-vs-evolved table
     accumulate_trees: bool = True  # train iteration k on the trees of iterations 1..k (else k only)
+    # From iteration 2 on, the policy is fine-tuned: MedS3 drops the few-shot examples and the
+    # direct-answer simulation prompt and samples rollouts at T=1.0. These override
+    # rollout.search / rollout.prompt fields for iterations >= 2 (e.g. {rollout_temperature: 1.0}).
+    later_search: dict[str, Any] = field(default_factory=dict)
+    later_prompt: dict[str, Any] = field(default_factory=dict)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
@@ -56,3 +62,27 @@ class EvolveConfig:
             raise ValueError("seeds must list at least one question file")
         if self.held_out == 0 and not self.eval_datasets:
             raise ValueError("nothing to evaluate on: set held_out > 0 or list eval_datasets")
+        self.search_for(2)  # unknown or bad keys in later_search / later_prompt fail at load
+
+    def search_for(self, k: int):
+        """``(SearchConfig, PromptConfig)`` of iteration ``k``: the rollout section's, with
+        ``later_search``/``later_prompt`` applied from iteration 2 on. The PRM prior needs PRM
+        k-1, so iteration 1 searches without it.
+
+        Raises:
+            ConfigError: a key of ``later_search``/``later_prompt`` the configs do not have, or a bad value.
+        """
+        from meds3.config import ConfigError, from_dict, to_dict
+        from meds3.data.prompts import PromptConfig
+        from meds3.mcts.config import SearchConfig
+
+        search, prompt = self.rollout.search, self.rollout.prompt
+        if k >= 2:
+            try:
+                search = from_dict(SearchConfig, {**to_dict(search), **self.later_search})
+                prompt = from_dict(PromptConfig, {**to_dict(prompt), **self.later_prompt})
+            except (ConfigError, ValueError, TypeError) as exc:
+                raise ConfigError(f"later_search / later_prompt: {exc}") from exc
+        if k == 1 and search.prm_prior_weight > 0:
+            search = dataclasses.replace(search, prm_prior_weight=0.0)
+        return search, prompt

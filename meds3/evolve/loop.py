@@ -112,18 +112,24 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
     stages: list[StageResult] = []
     evals: list[tuple[str, StageResult]] = []
     adapter: Optional[str] = None  # policy k's adapter (None: the base model)
+    prev_prm: Optional[str] = None  # PRM k (None before the first PRM is trained)
     tree_dirs: list[str] = []
     try:
         for k in range(1, config.iterations + 1):
             it = out / f"iter{k}"
             questions = iteration_questions(pool, k, config.questions_per_iteration)
             save_questions(it / "questions.jsonl", questions)
+            search, prompt = config.search_for(k)
+            if search.prm_prior_weight > 0 and prev_prm is None:
+                logger.warning("iter%d: no PRM from iteration %d; searching without the PRM prior", k, k - 1)
+                search = dataclasses.replace(search, prm_prior_weight=0.0)
             rollout_cfg = _with(config.rollout, "rollout", seeds=[str(it / "questions.jsonl")],
                                 output_dir=str(it / "rollout"), model=config.base_model, backend=config.backend,
-                                engine=dict(config.engine), adapter=adapter, limit=None)
+                                engine=dict(config.engine), adapter=adapter, limit=None, search=search,
+                                prompt=prompt, prm=prev_prm if search.prm_prior_weight > 0 else None)
             stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda: run_rollout(
                 rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress),
-                inputs={"questions": len(questions), "adapter": adapter}))
+                inputs={"questions": len(questions), "adapter": adapter, "prm": rollout_cfg.prm}))
             # Newest first: where a cap on paths per question applies, the newest policy's paths win.
             tree_dirs = [str(it / "rollout"), *tree_dirs] if config.accumulate_trees else [str(it / "rollout")]
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
@@ -138,6 +144,7 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
             stages += [policy, prm]
             _free_gpu_memory()
             prm_dir = prm.summary.get("prm_dir", str(it / "prm")) if "skipped" not in prm.summary else None
+            prev_prm = prm_dir
             if k == 1 and config.eval_base:
                 evals.append(("base", _evaluate(config, engines, eval_files, None, prm_dir,
                                                 out / "iter0" / "eval", "iter0/eval", progress, run_eval)))

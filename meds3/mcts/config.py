@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 
 @dataclass
@@ -23,8 +23,20 @@ class SearchConfig:
     rollout_budget: int = 20  # k = max(rollout_budget // (depth + 1), min_rollouts)
     min_rollouts: int = 5
     backup_rule: Literal["comp", "mean"] = "comp"  # comp: V_p <- (V_p + sum V_c N_c / sum N_c) / 2
-    temperature: float = 0.8  # MedS3 samples at T 0.6-1.0
+    temperature: float = 0.8  # MedS3 samples at T 0.6-1.0; the default of every phase below left unset
     top_p: float = 0.9
+    expansion_temperature: Optional[float] = None  # Reason/Finish/Reflect/Think samples (MedS3 code: 1.0)
+    expansion_top_p: Optional[float] = None  # (MedS3 code: 0.95)
+    rollout_temperature: Optional[float] = None  # rollouts (MedS3 code: 0.6 in iteration 1, 1.0 later)
+    rollout_top_p: Optional[float] = None  # (MedS3 code: 0.9)
+    simulation: Literal["continue", "direct"] = "continue"  # rollout prompt: continue the steps, or MedS3's
+    # direct-answer prompt (the steps in the user turn, "generate the final answer"; its iteration 1)
+    action_policy: Literal["fixed", "model"] = "fixed"  # fixed: finish_children Finish per expansion;
+    # model: the policy picks Reason or Finish for each child (MedS3's Think action)
+    refine_limit: int = 0  # Reflect children along a path (MedS3 trial5: 1; 0: no Reflect)
+    low_gate: float = 0.5  # a Finish valued below this gets a Reflect child while refine_limit allows
+    reflect_text: str = "But wait, "  # how a Reflect step starts (MedS3's trigger word)
+    prm_prior_weight: float = 0.0  # w: a Reason node's value = (1 - w) rollout + w PRM score (0: off; 1: no rollouts)
     max_step_tokens: int = 256  # a Reason step (not in the paper)
     max_finish_tokens: int = 512  # a Finish step runs to EOS (not in the paper)
     max_rollout_tokens: int = 1024  # a rollout completion (not in the paper)
@@ -46,10 +58,32 @@ class SearchConfig:
             raise ValueError(f"bear_ratio must be in [0, 1], got {self.bear_ratio}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        for name in ("expansion_temperature", "rollout_temperature"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be >= 0 or null, got {value}")
+        for name in ("expansion_top_p", "rollout_top_p"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(f"{name} must be in (0, 1] or null, got {value}")
+        if self.refine_limit < 0:
+            raise ValueError(f"refine_limit must be >= 0, got {self.refine_limit}")
+        if not 0 <= self.low_gate <= 1:
+            raise ValueError(f"low_gate must be in [0, 1], got {self.low_gate}")
+        if not 0 <= self.prm_prior_weight <= 1:
+            raise ValueError(f"prm_prior_weight must be in [0, 1], got {self.prm_prior_weight}")
         for name in ("max_step_tokens", "max_finish_tokens", "max_rollout_tokens", "max_depth",
                      "target_correct_leaves"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def sampling(self, phase: str) -> tuple[float, float]:
+        """``(temperature, top_p)`` of a phase: ``"rollout"`` or ``"expansion"`` (every other request)."""
+        if phase == "rollout":
+            t, p = self.rollout_temperature, self.rollout_top_p
+        else:
+            t, p = self.expansion_temperature, self.expansion_top_p
+        return (self.temperature if t is None else t), (self.top_p if p is None else p)
 
     def rollouts_at(self, depth: int) -> int:
         """Rollouts for a node at ``depth``: ``max(rollout_budget // (depth + 1), min_rollouts)``."""

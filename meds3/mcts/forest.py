@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
 from meds3.data.prompts import PromptConfig, render_prompt
+from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
 from meds3.data.question import MedQuestion
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.node import Tree
@@ -62,12 +63,21 @@ class Forest:
         live_trees: trees searched at once; their requests share each engine call.
         adapter: LoRA adapter path to sample the policy with (None: the base model).
         verifier: ``verifier(text, question) -> Verdict`` (default :func:`meds3.verify.verify`).
+        value_model: scores paths for the PRM prior (``config.prm_prior_weight > 0``): an object
+            with ``score_batch([(question, [steps])]) -> [[[step scores]]]``, e.g.
+            :class:`meds3.train.PRMScorer`; the path's last step score is the node's prior.
+
+    Raises:
+        ValueError: ``live_trees`` < 1, or a PRM prior asked for without a value model.
     """
 
     def __init__(self, engine, config: SearchConfig | None = None, prompt_config: PromptConfig | None = None,
-                 live_trees: int = 16, adapter: Optional[str] = None, verifier=None):
+                 live_trees: int = 16, adapter: Optional[str] = None, verifier=None, value_model=None):
         if live_trees < 1:
             raise ValueError(f"live_trees must be >= 1, got {live_trees}")
+        if (config or SearchConfig()).prm_prior_weight > 0 and value_model is None:
+            raise ValueError("search.prm_prior_weight > 0 needs a PRM (value_model) to score new steps")
+        self.value_model = value_model
         self.engine = engine
         self.config = config or SearchConfig()
         self.prompt_config = prompt_config or PromptConfig()
@@ -79,9 +89,16 @@ class Forest:
     def render(self, question: MedQuestion, steps) -> str:
         return render_prompt(question, getattr(self.engine, "tokenizer", None), steps, self.prompt_config)
 
+    def render_simulation(self, question: MedQuestion, steps) -> str:
+        return render_simulation_prompt(question, getattr(self.engine, "tokenizer", None), steps, self.prompt_config)
+
+    def render_think(self, question: MedQuestion, steps) -> str:
+        return render_think_prompt(question, getattr(self.engine, "tokenizer", None), steps, self.prompt_config)
+
     def new_search(self, question: MedQuestion) -> TreeSearch:
         kwargs = {"verifier": self.verifier} if self.verifier is not None else {}
-        return TreeSearch(question, self.config, self.render, self.prompt_config, **kwargs)
+        return TreeSearch(question, self.config, self.render, self.prompt_config, render_simulation=self.render_simulation,
+                          render_think=self.render_think, **kwargs)
 
     def run(self, questions: Iterable[MedQuestion],
             on_round: Callable[[ForestStats], None] | None = None) -> Iterator[Tree]:
@@ -130,6 +147,30 @@ class Forest:
     def _run_round(self, batch: list[tuple[TreeSearch, list[SearchRequest]]]) -> None:
         """One engine call for every request of every live tree; on a persistent engine error
         the trees of the failing call are recorded as failed and the rest go on."""
+        self._score_prm(batch)
+        batch = [(search, [r for r in reqs if r.kind != "prm"], reqs) for search, reqs in batch]
+        generated = self._run_generation([(search, gen) for search, gen, _ in batch])
+        for search, gen, reqs in batch:
+            if search.done:  # failed in generation
+                continue
+            outs = iter(generated.get(id(search), []))
+            search.apply([[r.prm_score] if r.kind == "prm" else next(outs) for r in reqs])
+
+    def _score_prm(self, batch: list[tuple[TreeSearch, list[SearchRequest]]]) -> None:
+        """Score every ``prm`` request of the round in one value-model call (stored on the request)."""
+        items = [(search, r) for search, reqs in batch for r in reqs if r.kind == "prm"]
+        if not items:
+            return
+        scores = self.value_model.score_batch([(search.tree.question, [r.steps]) for search, r in items])
+        for (_, r), per_question in zip(items, scores):
+            r.prm_score = float(per_question[0][-1])
+
+    def _run_generation(self, batch: list[tuple[TreeSearch, list[SearchRequest]]]) -> dict[int, list]:
+        """Samples of every generation request, by search (``id``), in request order."""
+        batch = [(search, reqs) for search, reqs in batch if reqs]
+        out: dict[int, list] = {}
+        if not batch:
+            return out
         flat = [r for _, reqs in batch for r in reqs]
         results = self._generate(flat)
         if results is None:
@@ -139,12 +180,13 @@ class Forest:
                 if own is None:
                     search.fail(f"engine error on {len(reqs)} request(s): {self._last_error}")
                 else:
-                    search.apply([r.samples for r in own])
-            return
+                    out[id(search)] = [r.samples for r in own]
+            return out
         i = 0
         for search, reqs in batch:
-            search.apply([r.samples for r in results[i:i + len(reqs)]])
+            out[id(search)] = [r.samples for r in results[i:i + len(reqs)]]
             i += len(reqs)
+        return out
 
     _last_error = ""
 

@@ -46,6 +46,9 @@ class Node:
     truncated: bool = False
     rollout_truncated: int = 0
     chained: bool = False
+    action: str = ""  # the request that made it: reason, finish, force_finish, reflect ("" for the root)
+    refine_count: int = 0  # Reflect steps on the path to this node, itself included
+    prm_value: Optional[float] = None  # the PRM's score of the path to this node (PRM prior)
 
     @property
     def is_correct_leaf(self) -> bool:

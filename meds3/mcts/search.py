@@ -21,7 +21,8 @@ from meds3.mcts.rules import back_up, select_child
 #: ``render(question, steps) -> prompt text`` ending with the header of the next step.
 Renderer = Callable[[MedQuestion, Sequence[str]], str]
 
-REQUEST_KINDS = ("reason", "finish", "rollout", "force_finish")
+#: ``prm`` requests are scored by the forest's value model, not generated.
+REQUEST_KINDS = ("reason", "finish", "rollout", "force_finish", "reflect", "think", "prm")
 
 
 @dataclass
@@ -37,6 +38,11 @@ class SearchRequest:
     seed: int = 0
     temperature: float = 0.8
     top_p: float = 0.9
+    steps: list[str] = field(default_factory=list)  # ``prm``: the path to score (Step 0 first)
+    prm_score: Optional[float] = None  # ``prm``: filled in by the forest's value model
+
+
+THINK_TOKENS = 4  # a Think output names its action in the first word or two
 
 
 def request_seed(seed: int, question_id: str, node_id: int, kind: str) -> int:
@@ -57,11 +63,18 @@ class TreeSearch:
     :meth:`apply`; repeat until :attr:`done`."""
 
     def __init__(self, question: MedQuestion, config: SearchConfig, render: Renderer,
-                 prompt_config: PromptConfig | None = None, verifier=default_verifier):
+                 prompt_config: PromptConfig | None = None, verifier=default_verifier,
+                 render_simulation: Renderer | None = None, render_think: Renderer | None = None):
+        from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
+
         self.config = config
         self.prompt_config = prompt_config or PromptConfig()
         self.render = render
+        pc = self.prompt_config
+        self.render_simulation = render_simulation or (lambda q, steps: render_simulation_prompt(q, None, steps, pc))
+        self.render_think = render_think or (lambda q, steps: render_think_prompt(q, None, steps, pc))
         self.verifier = verifier
+        self._planned: Optional[tuple[int, list[str]]] = None  # a Think choice awaiting its expansion
         root = Node(id=0, parent=None, depth=0, kind="root", step=self.prompt_config.root_step)
         self.tree = Tree(question=question, nodes=[root])
         self._pending: list[SearchRequest] = []
@@ -95,6 +108,10 @@ class TreeSearch:
         for req, outs in zip(self._pending, samples):
             if req.kind == "rollout":
                 self._apply_rollout(req, outs)
+            elif req.kind == "prm":
+                self.nodes[req.node_id].prm_value = float(outs[0])
+            elif req.kind == "think":
+                self._apply_think(req, outs)
             else:
                 self._apply_expansion(req, outs)
         self._pending = []
@@ -108,13 +125,18 @@ class TreeSearch:
 
     def _advance(self) -> list[SearchRequest]:
         """Run every step that needs no model and return the next requests ([] when done)."""
-        unrolled = [c for c in self._queue if self._needs_rollout(self.nodes[c])]
+        if self._planned is not None:
+            node_id, actions = self._planned
+            self._planned = None
+            return self._action_requests(self.nodes[node_id], actions)
+        nodes = [self.nodes[c] for c in self._queue]
         target_met = self._correct_count() >= self.config.target_correct_leaves
-        if unrolled and not target_met:
-            return [self._rollout_request(self.nodes[c]) for c in unrolled]
+        if not target_met and any(self._needs_rollout(n) or self._needs_prm(n) for n in nodes):
+            return ([self._rollout_request(n) for n in nodes if self._needs_rollout(n)]
+                    + [self._prm_request(n) for n in nodes if self._needs_prm(n)])
         for cid in self._queue:
             node = self.nodes[cid]
-            if self._needs_rollout(node) or self._excluded(node):
+            if self._needs_rollout(node) or self._needs_prm(node) or self._excluded(node):
                 continue  # a truncated Finish is no outcome: never backed up, pruned (completed)
             back_up(self.nodes, cid, self._leaf_value(node), self.config.backup_rule)
         # With the target met no rollout is spent; such steps stay unvisited open leaves.
@@ -179,46 +201,78 @@ class TreeSearch:
 
     def _expansion_requests(self, leaf: Node) -> list[SearchRequest]:
         cfg = self.config
-        if leaf.depth >= cfg.max_depth or (leaf.rollout_value is not None and leaf.rollout_value >= cfg.bear_ratio):
+        if leaf.kind == "finish":
+            return [self._request(leaf, "reflect", 1)]  # selection returns only a Finish open to Reflect
+        rollout = leaf.rollout_value if leaf.rollout_value is not None else leaf.prm_value
+        if leaf.depth >= cfg.max_depth or (rollout is not None and rollout >= cfg.bear_ratio):
             return [self._request(leaf, "finish", 1)]
+        if cfg.action_policy == "model" and leaf.kind != "root":
+            return [self._request(leaf, "think", cfg.expansion_width)]  # the policy picks each child's action
         n_finish = 0 if leaf.kind == "root" else cfg.finish_children
-        out = []
-        if cfg.expansion_width - n_finish > 0:
-            out.append(self._request(leaf, "reason", cfg.expansion_width - n_finish))
-        if n_finish:
-            out.append(self._request(leaf, "finish", n_finish))
-        return out
+        return self._action_requests(leaf, ["reason"] * (cfg.expansion_width - n_finish) + ["finish"] * n_finish)
+
+    def _action_requests(self, leaf: Node, actions: Sequence[str]) -> list[SearchRequest]:
+        """One request per action kind, Reason first, with as many samples as children of it."""
+        return [self._request(leaf, kind, actions.count(kind)) for kind in ("reason", "finish") if kind in actions]
 
     def _rollout_request(self, node: Node) -> SearchRequest:
         return self._request(node, "rollout", self.config.rollouts_at(node.depth))
 
+    def _prm_request(self, node: Node) -> SearchRequest:
+        steps = [self.prompt_config.root_step, *self.tree.steps_to(node.id)]
+        return SearchRequest(node_id=node.id, kind="prm", prompt="", n=1, max_new_tokens=0, steps=steps)
+
     def _request(self, node: Node, kind: str, n: int) -> SearchRequest:
         cfg = self.config
         steps = self.tree.steps_to(node.id)
+        question = self.tree.question
         stop: list[str] = []
-        if kind == "reason":
+        if kind in ("reason", "reflect"):
             # The header after the step being written ends it: Step 0 (root) + len(steps) done.
             stop = [step_header(len(steps) + 2, self.prompt_config).rstrip(), "\n" + step_marker(self.prompt_config)]
-        max_tokens = {"reason": cfg.max_step_tokens, "rollout": cfg.max_rollout_tokens}.get(kind, cfg.max_finish_tokens)
-        return SearchRequest(node_id=node.id, kind=kind, prompt=self.render(self.tree.question, steps), n=n,
-                             max_new_tokens=max_tokens, stop=stop,
-                             seed=request_seed(cfg.seed, self.tree.question.id, node.id, kind),
-                             temperature=cfg.temperature, top_p=cfg.top_p)
+        if kind == "rollout" and cfg.simulation == "direct":
+            prompt = self.render_simulation(question, steps)
+        elif kind == "think":
+            prompt = self.render_think(question, steps)
+        elif kind == "reflect":
+            prompt = self.render(question, steps) + cfg.reflect_text
+        else:
+            prompt = self.render(question, steps)
+        max_tokens = {"reason": cfg.max_step_tokens, "reflect": cfg.max_step_tokens, "think": THINK_TOKENS,
+                      "rollout": cfg.max_rollout_tokens}.get(kind, cfg.max_finish_tokens)
+        temperature, top_p = cfg.sampling("rollout" if kind == "rollout" else "expansion")
+        return SearchRequest(node_id=node.id, kind=kind, prompt=prompt, n=n, max_new_tokens=max_tokens, stop=stop,
+                             seed=request_seed(cfg.seed, question.id, node.id, kind),
+                             temperature=temperature, top_p=top_p)
 
     # ------------------------------------------------------------------ consuming samples
 
+    def _apply_think(self, req: SearchRequest, samples: Sequence) -> None:
+        """The policy's choice of action for each child; an output naming neither action counts
+        as Reason (MedS3 falls back to Reason when the Think action yields nothing usable)."""
+        from meds3.data.search_prompts import parse_action
+
+        self._planned = (req.node_id, [parse_action(s.text) or "reason" for s in samples])
+
     def _apply_expansion(self, req: SearchRequest, samples: Sequence) -> None:
         parent = self.nodes[req.node_id]
+        reflect = req.kind == "reflect"
+        if reflect:
+            # The Finish becomes an inner step of the path its Reflect child continues (MedS3).
+            parent.kind, parent.terminal, parent.completed = "reason", False, False
         for sample in samples:
             text = (sample.text or "").strip()
+            if reflect:
+                text = (self.config.reflect_text + text).strip()
             node = Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1, kind="reason", step=text,
-                        tokens=int(sample.num_tokens), finish_reason=sample.finish_reason)
+                        tokens=int(sample.num_tokens), finish_reason=sample.finish_reason, action=req.kind,
+                        refine_count=parent.refine_count + reflect)
             if not text:
                 node.failed, node.terminal, node.completed = "empty generation", True, True
-            elif req.kind != "reason" and sample.finish_reason == "length":
+            elif req.kind not in ("reason", "reflect") and sample.finish_reason == "length":
                 node.truncated = True  # a Finish cut at its token cap
                 self._make_finish(node)
-            elif req.kind != "reason":
+            elif req.kind not in ("reason", "reflect"):
                 node = self._chain(parent, node)  # a Finish action: one node per step it wrote
                 self._make_finish(node)
             elif has_answer_phrase(text, self.prompt_config) or sample.finish_reason == "eos":
@@ -242,7 +296,8 @@ class TreeSearch:
         above = parent
         for part in parts[:-1]:
             link = Node(id=len(self.nodes), parent=above.id, depth=above.depth + 1, kind="reason", step=part,
-                        visits=1, value=parent.value, chained=True)
+                        visits=1, value=parent.value, chained=True, action=node.action,
+                        refine_count=node.refine_count)
             self.nodes.append(link)
             above.children.append(link.id)
             above = link
@@ -252,12 +307,20 @@ class TreeSearch:
 
     def _make_finish(self, node: Node) -> None:
         verdict = self.verifier(node.step, self.tree.question)
-        node.kind, node.terminal, node.completed = "finish", True, True
+        node.kind, node.terminal = "finish", True
         node.verdict, node.answer = verdict.correct, verdict.extracted
         if self._excluded(node):
             node.verdict, node.failed = None, f"truncated at {node.tokens} tokens (answer unknown)"
         elif verdict.correct is None:
             node.failed = f"unverifiable: {verdict.reason}"
+        node.completed = not self._reflectable(node)
+
+    def _reflectable(self, node: Node) -> bool:
+        """A Finish whose value (its 0/1 verdict) is under ``low_gate`` stays open for one Reflect
+        child while the path has Reflect steps to spare (MedS3 ``refine_limit``, ``low_gate``)."""
+        value = 1.0 if node.verdict is True else 0.0
+        return (node.kind == "finish" and not self._excluded(node) and value < self.config.low_gate
+                and node.refine_count < self.config.refine_limit)
 
     def _apply_rollout(self, req: SearchRequest, samples: Sequence) -> None:
         node = self.nodes[req.node_id]
@@ -276,15 +339,28 @@ class TreeSearch:
         """A truncated Finish when truncated outputs do not count (the default)."""
         return node.truncated and not self.config.count_truncated
 
+    @staticmethod
+    def _valued_by_search(node: Node) -> bool:
+        """A step whose value comes from rollouts and/or the PRM (not a Finish, not a chain link)."""
+        return node.kind == "reason" and not node.terminal and not node.chained and node.visits == 0
+
     def _needs_rollout(self, node: Node) -> bool:
-        return (node.kind == "reason" and not node.terminal and not node.chained
+        return (self.config.prm_prior_weight < 1 and self._valued_by_search(node)
                 and node.rollout_count == 0 and node.rollout_truncated == 0)
+
+    def _needs_prm(self, node: Node) -> bool:
+        return self.config.prm_prior_weight > 0 and self._valued_by_search(node) and node.prm_value is None
 
     def _leaf_value(self, node: Node) -> float:
         if node.kind == "finish":
             return 1.0 if node.verdict is True else 0.0
         if node.terminal:
             return 0.0
+        w = self.config.prm_prior_weight
+        if w > 0 and node.prm_value is not None:
+            if node.rollout_value is None:  # w = 1 (no rollouts), or every rollout was cut
+                return float(node.prm_value)
+            return (1 - w) * float(node.rollout_value) + w * float(node.prm_value)
         if node.rollout_value is None:
             # Every rollout was cut at its cap: no evidence, so the node keeps its parent's value.
             return float(self.nodes[node.parent].value) if node.parent is not None else 0.0

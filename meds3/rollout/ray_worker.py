@@ -8,8 +8,7 @@ import time
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
-from meds3.mcts.forest import Forest
-from meds3.rollout.runner import RolloutConfig
+from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
 
 EngineFactory = Callable[[RolloutConfig], Any]
 
@@ -37,6 +36,7 @@ class RolloutWorker:
         self.worker_id = worker_id
         self.config = config
         self.engine = (engine_factory or default_engine_factory)(config)
+        self.value_model = build_value_model(config)  # PRM prior: the actor scores its own steps
 
     def info(self) -> dict[str, Any]:
         """Where this actor runs: host, process id, torch threads."""
@@ -47,7 +47,7 @@ class RolloutWorker:
     def run_unit(self, unit_id: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
         """Search one unit's questions; returns their trees (as dicts) and the unit's counts."""
         c = self.config
-        forest = Forest(self.engine, c.search, c.prompt, live_trees=c.live_trees, adapter=c.adapter)
+        forest = build_forest(c, self.engine, self.value_model)
         started_at, start = time.time(), time.perf_counter()
         trees = [t.to_dict() for t in forest.run(MedQuestion.from_dict(q) for q in questions)]
         s = forest.stats

@@ -35,6 +35,7 @@ class RolloutConfig:
     backend: Literal["transformers", "vllm"] = "transformers"
     engine: dict[str, Any] = field(default_factory=dict)  # options of build_engine for the backend
     adapter: Optional[str] = None  # LoRA adapter of the policy (None: the base model)
+    prm: Optional[str] = None  # PRM directory scoring new steps when search.prm_prior_weight > 0
     live_trees: int = 16  # trees searched at once; their requests share each engine call
     flush_every: int = 8  # trees per shard write
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -48,6 +49,27 @@ class RolloutConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.live_trees < 1 or self.flush_every < 1:
             raise ValueError("live_trees and flush_every must be >= 1")
+
+
+def build_value_model(config: RolloutConfig):
+    """The PRM scorer of the PRM prior (None when ``search.prm_prior_weight`` is 0).
+
+    Raises:
+        ValueError: a prior weight without ``prm``.
+    """
+    if config.search.prm_prior_weight <= 0:
+        return None
+    if not config.prm:
+        raise ValueError("search.prm_prior_weight > 0 needs prm: the PRM directory that scores new steps")
+    from meds3.train.scorer import PRMScorer
+
+    return PRMScorer(config.prm)
+
+
+def build_forest(config: RolloutConfig, engine, value_model=None) -> Forest:
+    """The forest of a rollout job (local runner and Ray actors alike)."""
+    return Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter,
+                  value_model=value_model if value_model is not None else build_value_model(config))
 
 
 def load_seed_questions(config: RolloutConfig) -> list[MedQuestion]:
@@ -127,8 +149,7 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> di
             from meds3.engines import build_engine
 
             engine = build_engine(config.model, backend=config.backend, **config.engine)
-        forest = Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter)
-        _search_into(forest, todo, store, progress)
+        _search_into(build_forest(config, engine), todo, store, progress)
     return close_job(out, store)
 
 
