@@ -232,7 +232,7 @@ class RecordingValueModel:
 
     def score_batch(self, items):
         self.calls.append(len(items))
-        return [[[0.1 * (k + 1) for k in range(len(trajs[0]))]] for _, trajs in items]
+        return [[[0.1 * (k + 1) for k in range(len(t))] for t in trajs] for _, trajs in items]
 
 
 def test_forest_sends_prm_requests_to_the_value_model_only():

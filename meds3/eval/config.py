@@ -7,7 +7,9 @@ from typing import Any, Literal, Optional
 
 from meds3.data.prompts import PromptConfig
 from meds3.infer.budget import BudgetConfig
+from meds3.infer.mcts import inference_search_config
 from meds3.infer.selectors import get_selector
+from meds3.mcts.config import SearchConfig
 
 
 @dataclass
@@ -32,6 +34,8 @@ class EvalConfig:
         temperature, top_p, max_new_tokens, seed: sampling of the N responses.
         chunk_size: questions per engine call; responses are saved after each chunk.
         prompt: prompt rendering.
+        mcts: also answer by PRM-guided MCTS (needs ``prm``), tabulated as ``prm-mcts``.
+        mcts_search: its test-time search (:func:`meds3.infer.mcts.inference_search_config`).
         output_dir: where responses, tables and plots go.
     """
 
@@ -54,6 +58,8 @@ class EvalConfig:
     seed: Optional[int] = 0
     chunk_size: int = 16
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    mcts: bool = False
+    mcts_search: SearchConfig = field(default_factory=inference_search_config)
     output_dir: str = "runs/eval"
 
     def __post_init__(self) -> None:
@@ -76,6 +82,8 @@ class EvalConfig:
                 raise ValueError(f"budgets: each must be >= 1 or null, got {b}")
         if len(set(self.budgets)) != len(self.budgets):
             raise ValueError(f"budgets has duplicates: {self.budgets}")
+        if self.mcts_search.finish_value != "prm" or self.mcts_search.prm_prior_weight != 1:
+            raise ValueError("mcts_search must be a test-time search: finish_value 'prm' and prm_prior_weight 1")
         if self.budget.max_thinking_tokens is not None:
             raise ValueError("set maximum thinking budgets in 'budgets', not budget.max_thinking_tokens")
 

@@ -25,6 +25,7 @@ from meds3.data.errors import DataError
 from meds3.data.loaders import load_questions
 from meds3.data.question import MedQuestion
 from meds3.eval.config import EvalConfig
+from meds3.eval.mcts_eval import mcts_rows, run_mcts
 from meds3.eval.report import accuracy_rows, write_plots, write_tables
 from meds3.infer.api import load_scorer, score_many
 from meds3.infer.sampler import Response, SamplerConfig, sample_responses
@@ -236,6 +237,12 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
     scorer = scorer if scorer is not None else load_scorer(config.prm)
     if scorer is not None:
         _score(out, datasets, runs, scorer, progress)
+    if config.mcts and scorer is None:
+        logger.warning("mcts: no PRM given; PRM-guided MCTS skipped (give prm=...)")
+    elif config.mcts and not rescore:
+        built = run_mcts(config, out, datasets, engine, scorer, progress)
+        if engine is None and built is not None:
+            built.close()
     saved = {}
     for name, qs in datasets.items():
         records = {run: read_responses(response_path(out, name, run)) for run in runs}
@@ -247,6 +254,7 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
         for run in runs:
             saved[(name, run)] = [records[run][qid] for qid in common]
     rows, vs_n = accuracy_rows(saved, config.selectors)
+    rows += mcts_rows(out, datasets, config.mcts_search.max_nodes)
     summary = {"results": rows, "accuracy_vs_n": vs_n, "output_dir": str(out)}
     write_tables(out, summary)
     write_plots(out, rows, vs_n)

@@ -37,6 +37,8 @@ class SearchConfig:
     low_gate: float = 0.5  # a Finish valued below this gets a Reflect child while refine_limit allows
     reflect_text: str = "But wait, "  # how a Reflect step starts (MedS3's trigger word)
     prm_prior_weight: float = 0.0  # w: a Reason node's value = (1 - w) rollout + w PRM score (0: off; 1: no rollouts)
+    finish_value: Literal["rule", "prm"] = "rule"  # rule: a Finish is worth its 0/1 check (training);
+    # prm: its PRM score, and no rule check steers the search (PRM-guided MCTS at test time)
     max_step_tokens: int = 256  # a Reason step (not in the paper)
     max_finish_tokens: int = 512  # a Finish step runs to EOS (not in the paper)
     max_rollout_tokens: int = 1024  # a rollout completion (not in the paper)
@@ -72,6 +74,8 @@ class SearchConfig:
             raise ValueError(f"low_gate must be in [0, 1], got {self.low_gate}")
         if not 0 <= self.prm_prior_weight <= 1:
             raise ValueError(f"prm_prior_weight must be in [0, 1], got {self.prm_prior_weight}")
+        if self.finish_value == "prm" and self.prm_prior_weight != 1:
+            raise ValueError("finish_value 'prm' (test-time search) needs prm_prior_weight 1: no rule-checked rollouts")
         for name in ("max_step_tokens", "max_finish_tokens", "max_rollout_tokens", "max_depth",
                      "target_correct_leaves"):
             if getattr(self, name) < 1:

@@ -161,7 +161,10 @@ class TreeSearch:
         return []
 
     def _correct_count(self) -> int:
-        """Correct leaves for the stop rules: one per distinct reasoning trace."""
+        """Correct leaves for the stop rules: one per distinct reasoning trace (none at test
+        time: with ``finish_value: prm`` no rule check steers the search)."""
+        if self.config.finish_value == "prm":
+            return 0
         return len(self.tree.distinct_correct_leaves())
 
     def _stop_reason(self) -> Optional[str]:
@@ -317,7 +320,10 @@ class TreeSearch:
 
     def _reflectable(self, node: Node) -> bool:
         """A Finish whose value (its 0/1 verdict) is under ``low_gate`` stays open for one Reflect
-        child while the path has Reflect steps to spare (MedS3 ``refine_limit``, ``low_gate``)."""
+        child while the path has Reflect steps to spare (MedS3 ``refine_limit``, ``low_gate``).
+        At test time (``finish_value: prm``) the PRM score arrives later: no Reflect."""
+        if self.config.finish_value == "prm":
+            return False
         value = 1.0 if node.verdict is True else 0.0
         return (node.kind == "finish" and not self._excluded(node) and value < self.config.low_gate
                 and node.refine_count < self.config.refine_limit)
@@ -344,14 +350,23 @@ class TreeSearch:
         """A step whose value comes from rollouts and/or the PRM (not a Finish, not a chain link)."""
         return node.kind == "reason" and not node.terminal and not node.chained and node.visits == 0
 
+    def _prm_finish(self, node: Node) -> bool:
+        """A Finish valued by the PRM (test time), not yet scored."""
+        return (self.config.finish_value == "prm" and node.kind == "finish" and not self._excluded(node)
+                and node.visits == 0 and node.prm_value is None)
+
     def _needs_rollout(self, node: Node) -> bool:
         return (self.config.prm_prior_weight < 1 and self._valued_by_search(node)
                 and node.rollout_count == 0 and node.rollout_truncated == 0)
 
     def _needs_prm(self, node: Node) -> bool:
+        if self._prm_finish(node):
+            return True
         return self.config.prm_prior_weight > 0 and self._valued_by_search(node) and node.prm_value is None
 
     def _leaf_value(self, node: Node) -> float:
+        if node.kind == "finish" and self.config.finish_value == "prm":
+            return float(node.prm_value or 0.0)
         if node.kind == "finish":
             return 1.0 if node.verdict is True else 0.0
         if node.terminal:

@@ -1,0 +1,111 @@
+"""PRM-guided MCTS as an evaluation strategy (``EvalConfig.mcts``): one search per question,
+saved per dataset in ``responses/<dataset>.prm-mcts.jsonl``, resumable, tabulated as the
+selector ``prm-mcts`` beside the sampling selectors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from meds3.config import ConfigError, to_dict
+from meds3.data.errors import DataError
+from meds3.data.question import MedQuestion
+
+logger = logging.getLogger(__name__)
+
+SELECTOR = "prm-mcts"
+
+
+def mcts_path(out: Path, dataset: str) -> Path:
+    return out / "responses" / f"{dataset}.{SELECTOR}.jsonl"
+
+
+def read_mcts(path: Path) -> dict[str, dict[str, Any]]:
+    """Question id -> saved search result (missing file: empty).
+
+    Raises:
+        DataError: a malformed line (file and line named).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return out
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            out[record["question_id"]] = record
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(str(path), lineno, f"bad search record: {exc}") from exc
+    return out
+
+
+def _check_key(out: Path, config) -> None:
+    """Saved searches must come from the same policy, PRM and search settings."""
+    key = json.loads(json.dumps({"model": config.model, "adapter": config.adapter, "prm": config.prm,
+                                 "search": to_dict(config.mcts_search), "prompt": to_dict(config.prompt)}))
+    path = out / "mcts.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
+        if changed:
+            raise ConfigError(f"{out}: saved PRM-guided searches used other settings ({', '.join(changed)}); "
+                              "use a new output_dir")
+    else:
+        path.write_text(json.dumps(key, indent=2), encoding="utf-8")
+
+
+def run_mcts(config, out: Path, datasets: dict[str, list[MedQuestion]], engine: Any, scorer: Any,
+             progress: bool) -> Any:
+    """Search every question without a saved result; returns the engine (built here if needed).
+
+    Raises:
+        ConfigError: saved searches made with other settings.
+    """
+    from tqdm import tqdm
+
+    from meds3.infer.mcts import prm_guided_mcts
+
+    _check_key(out, config)
+    todo = [(name, [q for q in qs if q.id not in read_mcts(mcts_path(out, name))]) for name, qs in datasets.items()]
+    total = sum(len(qs) for _, qs in todo)
+    if not total:
+        return engine
+    if engine is None:
+        from meds3.engines import build_engine
+
+        engine = build_engine(config.model, backend=config.backend, **config.engine)
+    bar = tqdm(total=total, desc=SELECTOR, unit="q", disable=not progress)
+    for name, qs in todo:
+        for k in range(0, len(qs), config.chunk_size):
+            chunk = qs[k:k + config.chunk_size]
+            answers = prm_guided_mcts(chunk, engine, scorer, config.mcts_search, config.prompt, config.adapter,
+                                      live_trees=config.chunk_size)
+            with mcts_path(out, name).open("a", encoding="utf-8") as f:
+                for a in answers:
+                    f.write(json.dumps(a.to_record(), ensure_ascii=False) + "\n")
+            bar.update(len(chunk))
+    bar.close()
+    return engine
+
+
+def mcts_rows(out: Path, datasets: dict[str, list[MedQuestion]], max_nodes: int) -> list[dict[str, Any]]:
+    """One table row per dataset with saved searches (same columns as the selector rows)."""
+    from meds3.eval.stats import bootstrap_ci
+
+    rows = []
+    for name, qs in datasets.items():
+        saved = read_mcts(mcts_path(out, name))
+        records = [saved[q.id] for q in qs if q.id in saved]
+        if not records:
+            continue
+        outcomes = [bool(r["answer"] is not None and r["correct"]) for r in records]
+        low, high = bootstrap_ci(outcomes)
+        q = len(records)
+        rows.append({"dataset": name, "budget": None, "selector": SELECTOR, "n": max_nodes, "questions": q,
+                     "accuracy": round(sum(outcomes) / q, 4), "ci_low": low, "ci_high": high,
+                     "correct": sum(outcomes), "answered": round(sum(r["answer"] is not None for r in records) / q, 4),
+                     "tokens_per_question": round(sum(r["tokens"] for r in records) / q, 1)})
+    return rows
