@@ -161,3 +161,27 @@ def test_three_iterations_train_on_every_iterations_trees(tmp_path):
         new, old = _adapter_tensors(out / "iter3" / stage), _adapter_tensors(out / "iter2" / stage)
         assert new.keys() == old.keys()
         assert any(not torch.equal(new[key], old[key]) for key in new), stage
+
+
+@pytest.mark.slow
+def test_prm_prior_and_later_settings_reach_iteration_two(tmp_path):
+    """Iteration 2 searches with PRM 1 as a value prior and the later-iteration sampling;
+    iteration 1 (no PRM yet) with neither."""
+    from meds3.config import load_config
+    from meds3.rollout import RolloutConfig
+    from meds3.train.data import iter_trees
+
+    config = _config(tmp_path, eval_base=False, later_search={"rollout_temperature": 1.0})
+    config.rollout.search.prm_prior_weight = 0.5
+    config.rollout.search.rollout_temperature = 0.6
+    config.prm.data.require_pos_and_neg = False
+    out = tmp_path / "evolve"
+    run(config, progress=False)
+    m1, m2 = (json.loads((out / f"iter{k}" / "rollout" / "manifest.json").read_text()) for k in (1, 2))
+    assert m1["inputs"]["prm"] is None and m2["inputs"]["prm"] == str(out / "iter1" / "prm")
+    saved = [load_config(RolloutConfig, out / f"iter{k}" / "rollout" / "config.yaml") for k in (1, 2)]
+    assert [(c.search.prm_prior_weight, c.search.rollout_temperature) for c in saved] == [(0.0, 0.6), (0.5, 1.0)]
+    valued = lambda k: [n for t in iter_trees(out / f"iter{k}" / "rollout") for n in t.nodes  # noqa: E731
+                        if n.rollout_value is not None]
+    assert valued(1) and all(n.prm_value is None for n in valued(1))
+    assert valued(2) and all(0.0 <= n.prm_value <= 1.0 for n in valued(2))

@@ -267,3 +267,22 @@ def test_every_feature_on_tiny_random_llama():
         check_invariants(tree)
         assert {n.action for n in tree.nodes[1:]} >= {"reason"}
         assert all(n.prm_value is not None for n in tree.nodes[1:] if n.rollout_value is not None)
+
+
+def test_the_paper_search_settings_run_without_failed_trees(tmp_path):
+    """examples/configs/rollout_paper.yaml's search (Think, Reflect, phases, direct simulation,
+    few-shot) on the tiny model, with the caps and the tree size shrunk for a CPU test."""
+    from pathlib import Path
+
+    from meds3.config import load_config
+    from meds3.rollout import RolloutConfig, run_rollout
+
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config(RolloutConfig, repo / "examples" / "configs" / "rollout_paper.yaml", [
+        "model=tiny-random-llama", "backend=transformers", "engine={}", "live_trees=2", "limit=2",
+        f"seeds=[{repo / 'seed_data' / 'clinical_calc_mc.jsonl'}]", f"output_dir={tmp_path / 'rollout'}",
+        "search.max_nodes=8", "search.rollout_budget=4", "search.min_rollouts=2", "search.max_step_tokens=12",
+        "search.max_finish_tokens=16", "search.max_rollout_tokens=16"])
+    assert (config.search.action_policy, config.search.refine_limit, config.prompt.few_shot) == ("model", 1, 1)
+    summary = run_rollout(config, progress=False)
+    assert (summary["trees"], summary["failed"]) == (2, 0)
