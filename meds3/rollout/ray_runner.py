@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from meds3.data.question import MedQuestion
 from meds3.mcts.node import Tree
 from meds3.rollout.ray_worker import EngineFactory, RolloutWorker
 from meds3.rollout.runner import RolloutConfig, close_job, open_job
