@@ -3,36 +3,21 @@ simulation prompt and few-shot examples, model-chosen actions (Think), Reflect, 
 prior; then all of them together on a real tiny model."""
 
 import pytest
+from scripted_engine import ScriptedEngine
+from search_helpers import RIGHT, WRONG, Q, kinds, render, rollouts, s
 
 from meds3.config import ConfigError, from_dict
 from meds3.data import MedQuestion
-from meds3.data.prompts import PromptConfig, render_prompt, render_user_message
-from meds3.data.search_prompts import parse_action, render_simulation_prompt, render_think_prompt
-from meds3.engines.types import Sample
+from meds3.data.prompts import PromptConfig, render_user_message
+from meds3.data.search_prompts import (
+    parse_action,
+    render_simulation_prompt,
+    render_think_prompt,
+)
 from meds3.mcts import Forest
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.search import TreeSearch
 from meds3.mcts.trajectories import leaf_trajectory
-from scripted_engine import ScriptedEngine
-
-Q = MedQuestion(id="q1", question="Which?", options={"A": "x", "B": "y", "C": "z"}, answer="B")
-RIGHT, WRONG = "So the answer is B.", "The answer is C."
-
-
-def s(text, reason="stop"):
-    return Sample(text=text, token_ids=[1] * 3, finish_reason=reason)
-
-
-def rollouts(correct, total):
-    return [s(RIGHT, "eos")] * correct + [s(WRONG, "eos")] * (total - correct)
-
-
-def render(question, steps):
-    return render_prompt(question, None, steps)
-
-
-def kinds(reqs):
-    return [(r.node_id, r.kind, r.n) for r in reqs]
 
 
 def grown(config, values=(7, 2, 9)):
@@ -252,8 +237,9 @@ def test_forest_sends_prm_requests_to_the_value_model_only():
 # ---------------------------------------------------------------- the real tiny model
 
 def test_every_feature_on_tiny_random_llama():
-    from meds3.engines import build_engine
     from test_mcts_integration import check_invariants, seed_questions
+
+    from meds3.engines import build_engine
 
     engine = build_engine("tiny-random-llama")
     config = SearchConfig(max_nodes=8, rollout_budget=4, min_rollouts=2, max_step_tokens=16, max_finish_tokens=24,

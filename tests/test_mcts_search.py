@@ -4,32 +4,11 @@ re-typing, forced finishing, and the requests the tree emits."""
 import json
 
 import pytest
+from search_helpers import RIGHT, WRONG, Q, kinds, render, rollouts, s
 
-from meds3.data import MedQuestion
-from meds3.data.prompts import render_prompt
-from meds3.engines.types import Sample
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.node import Tree
 from meds3.mcts.search import TreeSearch
-
-Q = MedQuestion(id="q1", question="Which?", options={"A": "x", "B": "y", "C": "z"}, answer="B")
-RIGHT, WRONG = "So the answer is B.", "The answer is C."
-
-
-def s(text, reason="stop"):
-    return Sample(text=text, token_ids=[1] * 3, finish_reason=reason)
-
-
-def rollouts(correct, total):
-    return [s(RIGHT, "eos")] * correct + [s(WRONG, "eos")] * (total - correct)
-
-
-def render(question, steps):
-    return render_prompt(question, None, steps)
-
-
-def kinds(reqs):
-    return [(r.node_id, r.kind, r.n) for r in reqs]
 
 
 def run_scripted_scenario(max_nodes=8):

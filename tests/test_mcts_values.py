@@ -3,33 +3,13 @@ chains of nodes (only the answer step carries the bare verdict), truncated outpu
 outcome, and correct leaves count once per distinct reasoning trace."""
 
 import pytest
+from search_helpers import Q, kinds, render, rollouts, s
 
-from meds3.data import MedQuestion
-from meds3.data.prompts import render_prompt
-from meds3.engines.types import Sample
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.search import TreeSearch
 from meds3.mcts.trajectories import extract_trajectories, leaf_trajectory
 
-Q = MedQuestion(id="q1", question="Which?", options={"A": "x", "B": "y", "C": "z"}, answer="B")
-RIGHT, WRONG = "So the answer is B.", "The answer is C."
 MULTI = "Compute x.\n\nStep 3: Compare y.\n\nStep 4: The answer is B."
-
-
-def s(text, reason="stop"):
-    return Sample(text=text, token_ids=[1] * 3, finish_reason=reason)
-
-
-def rollouts(correct, total, truncated=0):
-    return [s(RIGHT, "eos")] * correct + [s(WRONG, "eos")] * (total - correct) + [s("and so on", "length")] * truncated
-
-
-def render(question, steps):
-    return render_prompt(question, None, steps)
-
-
-def kinds(reqs):
-    return [(r.node_id, r.kind, r.n) for r in reqs]
 
 
 def start(config=None):

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from meds3.config import ConfigError, to_dict
+from meds3.config import to_dict
 from meds3.data.errors import DataError
 from meds3.data.question import MedQuestion
 
@@ -44,17 +44,11 @@ def read_mcts(path: Path) -> dict[str, dict[str, Any]]:
 
 def _check_key(out: Path, config) -> None:
     """Saved searches must come from the same policy, PRM and search settings."""
-    key = json.loads(json.dumps({"model": config.model, "adapter": config.adapter, "prm": config.prm,
-                                 "search": to_dict(config.mcts_search), "prompt": to_dict(config.prompt)}))
-    path = out / "mcts.json"
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
-        if changed:
-            raise ConfigError(f"{out}: saved PRM-guided searches used other settings ({', '.join(changed)}); "
-                              "use a new output_dir")
-    else:
-        path.write_text(json.dumps(key, indent=2), encoding="utf-8")
+    from meds3.eval.runner import check_saved_settings
+
+    check_saved_settings(out / "mcts.json", {"model": config.model, "adapter": config.adapter, "prm": config.prm,
+                                             "search": to_dict(config.mcts_search), "prompt": to_dict(config.prompt)},
+                         "saved PRM-guided searches used")
 
 
 def run_mcts(config, out: Path, datasets: dict[str, list[MedQuestion]], engine: Any, scorer: Any,

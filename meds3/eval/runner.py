@@ -120,16 +120,23 @@ def write_responses(path: Path, records: dict[str, list[Response]]) -> None:
 
 def _check_resume(out: Path, config: EvalConfig) -> None:
     """A resumed run must generate with the settings its saved responses came from."""
-    key_path = out / "generation.json"
-    key = json.loads(json.dumps(config.generation_key()))
-    if key_path.exists():
-        saved = json.loads(key_path.read_text(encoding="utf-8"))
+    check_saved_settings(out / "generation.json", config.generation_key(), "saved responses were generated")
+
+
+def check_saved_settings(path: Path, key: dict[str, Any], what: str) -> None:
+    """Record ``key`` in ``path`` on a first run; on a rerun, refuse other settings.
+
+    Raises:
+        ConfigError: ``path`` holds settings that differ from ``key`` (the differing keys named).
+    """
+    key = json.loads(json.dumps(key))
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
         if changed:
-            raise ConfigError(f"{out}: saved responses were generated with other settings ({', '.join(changed)}); "
-                              "use a new output_dir")
+            raise ConfigError(f"{path.parent}: {what} with other settings ({', '.join(changed)}); use a new output_dir")
     else:
-        key_path.write_text(json.dumps(key, indent=2), encoding="utf-8")
+        path.write_text(json.dumps(key, indent=2), encoding="utf-8")
 
 
 def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],
