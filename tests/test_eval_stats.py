@@ -25,3 +25,21 @@ def test_interval_is_reproducible_and_narrows_with_questions():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         bootstrap_ci([1, 0], **kwargs)
+
+
+def test_an_evaluation_saved_before_few_shot_existed_still_resumes(tmp_path):
+    import json
+
+    from meds3.config import ConfigError
+    from meds3.data.prompts import PromptConfig
+    from meds3.eval import EvalConfig
+    from meds3.eval.runner import _check_resume
+
+    config = EvalConfig(datasets=["x.jsonl"], output_dir=str(tmp_path))
+    old = config.generation_key()
+    old["prompt"] = {k: v for k, v in old["prompt"].items() if k != "few_shot"}  # as an older version saved it
+    (tmp_path / "generation.json").write_text(json.dumps(old))
+    _check_resume(tmp_path, config)  # same settings: resumes
+    with pytest.raises(ConfigError, match=r"other settings \(prompt\)"):
+        _check_resume(tmp_path, EvalConfig(datasets=["x.jsonl"], output_dir=str(tmp_path),
+                                           prompt=PromptConfig(few_shot=1)))

@@ -95,4 +95,14 @@ class EvalConfig:
         """Settings that change generated responses (a resumed run must keep them)."""
         return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature,
                 "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed,
-                "budget": dict(self.budget.__dict__), "prompt": dict(self.prompt.__dict__)}
+                "budget": dict(self.budget.__dict__), "prompt": prompt_key(self.prompt)}
+
+
+# Prompt fields added after responses may have been saved: left out of the key at their
+# default, so an evaluation saved before they existed still resumes.
+_LATER_PROMPT_FIELDS = {"few_shot": 0}
+
+
+def prompt_key(prompt: PromptConfig) -> dict[str, Any]:
+    """The prompt settings that shape responses, for the resume check."""
+    return {k: v for k, v in prompt.__dict__.items() if _LATER_PROMPT_FIELDS.get(k, object()) != v}
