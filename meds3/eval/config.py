@@ -60,6 +60,7 @@ class EvalConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     mcts: bool = False
     mcts_search: SearchConfig = field(default_factory=inference_search_config)
+    max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     output_dir: str = "runs/eval"
 
     def __post_init__(self) -> None:
@@ -86,6 +87,26 @@ class EvalConfig:
             raise ValueError("mcts_search must be a test-time search: finish_value 'prm' and prm_prior_weight 1")
         if self.budget.max_thinking_tokens is not None:
             raise ValueError("set maximum thinking budgets in 'budgets', not budget.max_thinking_tokens")
+        self.engine_options()  # a response that cannot fit engine.max_model_len fails at load
+
+    def context_needs(self) -> dict[str, Any]:
+        """The longest request of each part of the job (:mod:`meds3.engines.lengths`)."""
+        from meds3.engines.lengths import eval_need, search_need
+
+        needs = {"eval": eval_need(self, self.max_prompt_tokens)}
+        if self.mcts:
+            needs["eval.mcts_search"] = search_need(self.mcts_search, self.max_prompt_tokens, "mcts_search")
+        return needs
+
+    def engine_options(self) -> dict[str, Any]:
+        """``engine`` with ``max_model_len`` derived from the budgets and caps (vLLM, when not set).
+
+        Raises:
+            ConfigError: the longest request cannot fit ``engine.max_model_len``.
+        """
+        from meds3.engines.lengths import check_fits, with_context
+
+        return with_context(self.engine, self.backend, check_fits(self.context_needs(), self.engine, self.backend))
 
     def budget_for(self, max_thinking: Optional[int]) -> BudgetConfig:
         """The forcing settings of one sweep point."""

@@ -70,7 +70,7 @@ def run_mcts(config, out: Path, datasets: dict[str, list[MedQuestion]], engine: 
     if engine is None:
         from meds3.engines import build_engine
 
-        engine = build_engine(config.model, backend=config.backend, **config.engine)
+        engine = build_engine(config.model, backend=config.backend, **config.engine_options())
     bar = tqdm(total=total, desc=SELECTOR, unit="q", disable=not progress)
     for name, qs in todo:
         for k in range(0, len(qs), config.chunk_size):

@@ -166,7 +166,7 @@ def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestio
     if engine is None:
         from meds3.engines import build_engine
 
-        engine = build_engine(config.model, backend=config.backend, **config.engine)
+        engine = build_engine(config.model, backend=config.backend, **config.engine_options())
     bar = tqdm(total=total, desc="eval", unit="resp", disable=not progress)
     tokens = correct = answered = count = 0
     for _, name, run, chunk in todo:

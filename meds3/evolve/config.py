@@ -46,6 +46,7 @@ class EvolveConfig:
     # rollout.search / rollout.prompt fields for iterations >= 2 (e.g. {rollout_temperature: 1.0}).
     later_search: dict[str, Any] = field(default_factory=dict)
     later_prompt: dict[str, Any] = field(default_factory=dict)
+    max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
@@ -63,6 +64,23 @@ class EvolveConfig:
         if self.held_out == 0 and not self.eval_datasets:
             raise ValueError("nothing to evaluate on: set held_out > 0 or list eval_datasets")
         self.search_for(2)  # unknown or bad keys in later_search / later_prompt fail at load
+        self.engine_options()  # requests that cannot fit engine.max_model_len fail at load
+
+    def engine_options(self) -> dict[str, Any]:
+        """``engine`` with ``max_model_len`` set (vLLM, when not given) to the longest request of
+        any stage: the rollouts of every iteration's search and the evaluation.
+
+        Raises:
+            ConfigError: a request that cannot fit ``engine.max_model_len``, naming the keys.
+        """
+        from meds3.engines.lengths import check_fits, eval_need, search_need, with_context
+
+        needs = {f"rollout (iteration {k})": search_need(self.search_for(k)[0], self.max_prompt_tokens, "rollout.search")
+                 for k in (1, 2)}
+        needs["eval"] = eval_need(self.eval, self.max_prompt_tokens)
+        if self.eval.mcts:
+            needs["eval.mcts_search"] = search_need(self.eval.mcts_search, self.max_prompt_tokens, "eval.mcts_search")
+        return with_context(self.engine, self.backend, check_fits(needs, self.engine, self.backend))
 
     def search_for(self, k: int):
         """``(SearchConfig, PromptConfig)`` of iteration ``k``: the rollout section's, with

@@ -39,15 +39,24 @@ def split_seeds(config: EvolveConfig) -> tuple[list[MedQuestion], list[MedQuesti
 
     Raises:
         DataError: a malformed seed file or an id in two files.
-        ValueError: fewer seed questions than ``held_out + 1``.
+        ConfigError: a seed or evaluation file that does not exist, or fewer seed questions than
+            ``held_out + 1``.
     """
+    from meds3.config import ConfigError
     from meds3.rollout.runner import RolloutConfig, load_seed_questions
 
+    for key in ("seeds", "eval_datasets"):
+        for i, path in enumerate(getattr(config, key)):
+            if not Path(path).is_file():
+                raise ConfigError(f"{key}[{i}]: {path} does not exist")
     questions = load_seed_questions(RolloutConfig(seeds=list(config.seeds), seed_format=config.seed_format))
     if len(questions) <= config.held_out:
-        raise ValueError(f"the seed files hold {len(questions)} questions; held_out={config.held_out} "
-                         "leaves none to search")
+        raise ConfigError(f"held_out: {config.held_out} held-out questions leave none of the {len(questions)} "
+                          "seed questions to search; lower held_out or add seeds")
     cut = len(questions) - config.held_out
+    if cut < config.questions_per_iteration:
+        logger.warning("questions_per_iteration: the pool holds %d questions (< %d): every iteration searches "
+                       "all of them again (the pool wraps around)", cut, config.questions_per_iteration)
     return questions[:cut], questions[cut:]
 
 
@@ -75,7 +84,8 @@ class _Engines:
         if self.engine is None:
             from meds3.engines import build_engine
 
-            self.engine = build_engine(self.config.base_model, backend=self.config.backend, **self.config.engine)
+            self.engine = build_engine(self.config.base_model, backend=self.config.backend,
+                                       **self.config.engine_options())
         return self.engine
 
     def close(self) -> None:
@@ -125,7 +135,7 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
                 search = dataclasses.replace(search, prm_prior_weight=0.0)
             rollout_cfg = _with(config.rollout, "rollout", seeds=[str(it / "questions.jsonl")],
                                 output_dir=str(it / "rollout"), model=config.base_model, backend=config.backend,
-                                engine=dict(config.engine), adapter=adapter, limit=None, search=search,
+                                engine=config.engine_options(), adapter=adapter, limit=None, search=search,
                                 prompt=prompt, prm=prev_prm if search.prm_prior_weight > 0 else None)
             stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda: run_rollout(
                 rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress),
@@ -188,6 +198,6 @@ def _free_gpu_memory() -> None:
 def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter: Optional[str], prm: Optional[str],
               directory: Path, name: str, progress: bool, run_eval) -> StageResult:
     eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
-                     engine=dict(config.engine), adapter=adapter, prm=prm, output_dir=str(directory))
+                     engine=config.engine_options(), adapter=adapter, prm=prm, output_dir=str(directory))
     return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=engines.get(), progress=progress),
                      inputs={"datasets": files, "adapter": adapter, "prm": prm})

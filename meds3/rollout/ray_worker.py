@@ -17,7 +17,7 @@ def default_engine_factory(config: RolloutConfig):
     """The engine a worker builds: ``build_engine(config.model, config.backend, **config.engine)``."""
     from meds3.engines import build_engine
 
-    return build_engine(config.model, backend=config.backend, **config.engine)
+    return build_engine(config.model, backend=config.backend, **config.engine_options())
 
 
 class RolloutWorker:

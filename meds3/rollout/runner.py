@@ -35,6 +35,7 @@ class RolloutConfig:
     engine: dict[str, Any] = field(default_factory=dict)  # options of build_engine for the backend
     adapter: Optional[str] = None  # LoRA adapter of the policy (None: the base model)
     prm: Optional[str] = None  # PRM directory scoring new steps when search.prm_prior_weight > 0
+    max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     live_trees: int = 16  # trees searched at once; their requests share each engine call
     flush_every: int = 8  # trees per shard write
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -48,6 +49,18 @@ class RolloutConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.live_trees < 1 or self.flush_every < 1:
             raise ValueError("live_trees and flush_every must be >= 1")
+        self.engine_options()  # a search whose requests cannot fit engine.max_model_len fails at load
+
+    def engine_options(self) -> dict[str, Any]:
+        """``engine`` with ``max_model_len`` derived from the search (vLLM, when not set).
+
+        Raises:
+            ConfigError: the longest request cannot fit ``engine.max_model_len``.
+        """
+        from meds3.engines.lengths import check_fits, search_need, with_context
+
+        context = check_fits({"rollout": search_need(self.search, self.max_prompt_tokens)}, self.engine, self.backend)
+        return with_context(self.engine, self.backend, context)
 
 
 def build_value_model(config: RolloutConfig):
@@ -147,7 +160,7 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> di
         if engine is None:
             from meds3.engines import build_engine
 
-            engine = build_engine(config.model, backend=config.backend, **config.engine)
+            engine = build_engine(config.model, backend=config.backend, **config.engine_options())
         _search_into(build_forest(config, engine), todo, store, progress)
     return close_job(out, store)
 
