@@ -185,3 +185,50 @@ def test_prm_prior_and_later_settings_reach_iteration_two(tmp_path):
                         if n.rollout_value is not None]
     assert valued(1) and all(n.prm_value is None for n in valued(1))
     assert valued(2) and all(0.0 <= n.prm_value <= 1.0 for n in valued(2))
+
+
+@pytest.mark.slow
+def test_release_engine_frees_generation_memory_before_training_and_scoring(tmp_path, monkeypatch):
+    """With release_engine the generation engine is closed before each trainer and before the
+    PRM scores the evaluation's responses: no engine is open while they run."""
+    import meds3.engines
+    import meds3.eval.runner
+    import meds3.train
+
+    events, open_engines = [], []
+    real_build, real_policy, real_prm = meds3.engines.build_engine, meds3.train.train_policy, meds3.train.train_prm
+    real_scorer = meds3.eval.runner.load_scorer
+
+    def build(*args, **kwargs):
+        engine = real_build(*args, **kwargs)
+        real_close = engine.close
+
+        def close():
+            open_engines.remove(engine)
+            events.append("close")
+            real_close()
+
+        engine.close = close
+        open_engines.append(engine)
+        events.append("build")
+        return engine
+
+    def during(name, fn):
+        def wrapped(*args, **kwargs):
+            events.append(f"{name} with {len(open_engines)} engine(s) open")
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(meds3.engines, "build_engine", build)
+    monkeypatch.setattr(meds3.train, "train_policy", during("policy", real_policy))
+    monkeypatch.setattr(meds3.train, "train_prm", during("prm", real_prm))
+    monkeypatch.setattr(meds3.eval.runner, "load_scorer", during("PRM scoring", real_scorer))
+    config = _config(tmp_path, iterations=1, release_engine=True)
+    config.prm.data.require_pos_and_neg = False
+    run(config, progress=False)
+    assert events == ["build", "close", "policy with 0 engine(s) open", "prm with 0 engine(s) open",
+                      "build", "close", "PRM scoring with 0 engine(s) open",  # base policy evaluation
+                      "build", "close", "PRM scoring with 0 engine(s) open"]  # policy 2
+    assert not open_engines
+    assert _config(tmp_path).releases_engine() is False  # transformers on a CPU machine: one shared engine
+    assert _config(tmp_path, backend="vllm").releases_engine() is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from meds3.eval import EvalConfig
 from meds3.rollout import RolloutConfig
@@ -47,6 +47,10 @@ class EvolveConfig:
     later_search: dict[str, Any] = field(default_factory=dict)
     later_prompt: dict[str, Any] = field(default_factory=dict)
     max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
+    # Close the generation engine before training and before PRM scoring, so its memory (vLLM
+    # reserves gpu_memory_utilization of the GPU) is free for them; null: when backend is vllm
+    # or a GPU is present. Off, one engine serves every rollout and eval stage (CPU default).
+    release_engine: Optional[bool] = None
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
@@ -65,6 +69,16 @@ class EvolveConfig:
             raise ValueError("nothing to evaluate on: set held_out > 0 or list eval_datasets")
         self.search_for(2)  # unknown or bad keys in later_search / later_prompt fail at load
         self.engine_options()  # requests that cannot fit engine.max_model_len fail at load
+
+    def releases_engine(self) -> bool:
+        """Whether the loop frees the generation engine before training and PRM scoring."""
+        if self.release_engine is not None:
+            return self.release_engine
+        if self.backend == "vllm":
+            return True
+        import torch
+
+        return torch.cuda.is_available()
 
     def engine_options(self) -> dict[str, Any]:
         """``engine`` with ``max_model_len`` set (vLLM, when not given) to the longest request of

@@ -145,11 +145,11 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
                                output_dir=str(it / "policy"))
             policy = run_stage(f"iter{k}/policy", it / "policy",
-                               lambda: _train(train_policy, policy_cfg, progress, adapter),
+                               lambda: _train(train_policy, policy_cfg, progress, adapter, engines),
                                inputs={"trees": tree_dirs})
             prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
                             output_dir=str(it / "prm"))
-            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, None),
+            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, None, engines),
                             inputs={"trees": tree_dirs})
             stages += [policy, prm]
             _free_gpu_memory()
@@ -168,12 +168,16 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
     return write_report(out, evals, stages)
 
 
-def _train(trainer, cfg, progress: bool, fallback_adapter: Optional[str]) -> dict[str, Any]:
+def _train(trainer, cfg, progress: bool, fallback_adapter: Optional[str], engines: "_Engines") -> dict[str, Any]:
     """Run a trainer, or record why there was nothing to train on (no correct trajectory for
     the policy, no finished trajectory at all for the PRM): small searches with weak models
-    can end that way, and the loop then goes on with the previous policy or without a PRM."""
+    can end that way, and the loop then goes on with the previous policy or without a PRM.
+    With ``release_engine`` the generation engine is closed first, so training has its memory."""
     from meds3.train import NoTrainingData
 
+    if engines.config.releases_engine():
+        engines.close()
+        _free_gpu_memory()
     try:
         return trainer(cfg, progress=progress)
     except NoTrainingData as exc:
@@ -199,5 +203,10 @@ def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter
               directory: Path, name: str, progress: bool, run_eval) -> StageResult:
     eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
                      engine=config.engine_options(), adapter=adapter, prm=prm, output_dir=str(directory))
-    return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=engines.get(), progress=progress),
+    # With release_engine, run_eval builds its own engine and closes it before PRM scoring.
+    own = config.releases_engine()
+    if own:
+        engines.close()
+    return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=None if own else engines.get(),
+                                                       progress=progress),
                      inputs={"datasets": files, "adapter": adapter, "prm": prm})

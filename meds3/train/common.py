@@ -46,7 +46,10 @@ class LoRATrainConfig:
     weight_decay: float = 0.0
     logging_steps: int = 1  # optimizer steps between logged losses
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # float32 on CPU, bf16 mixed precision on GPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # float32 on CPU; bf16 weights and mixed precision on GPU
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (8B on one GPU: on)
+    load_in_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (needs bitsandbytes and a GPU)
+    training_args: dict[str, Any] = field(default_factory=dict)  # extra TrainingArguments (deepspeed, fsdp, ...)
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     def __post_init__(self) -> None:
@@ -67,6 +70,15 @@ class LoRATrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
+        if self.training_args:
+            import inspect
+
+            from transformers import TrainingArguments
+
+            known = set(inspect.signature(TrainingArguments.__init__).parameters)
+            for key in self.training_args:
+                if key not in known:
+                    raise ValueError(f"training_args: {key!r} is not a TrainingArguments field")
 
 
 def resolve_device(device: str) -> str:
@@ -82,6 +94,48 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for but CUDA is not available")
     return device
+
+
+def model_dtype(config: LoRATrainConfig):
+    """Weights' dtype: float32 on CPU (no fast bf16 matmul there), bfloat16 on CUDA (an 8B model
+    in float32 alone takes 32 GB)."""
+    import torch
+
+    return torch.bfloat16 if resolve_device(config.device) == "cuda" else torch.float32
+
+
+def model_load_kwargs(config: LoRATrainConfig) -> dict[str, Any]:
+    """``from_pretrained`` options of the base model: dtype, and the 4-bit QLoRA quantization.
+
+    Raises:
+        ValueError: ``load_in_4bit`` without CUDA or without bitsandbytes.
+    """
+    kwargs: dict[str, Any] = {"dtype": model_dtype(config)}
+    if config.load_in_4bit:
+        import importlib.util
+
+        if resolve_device(config.device) != "cuda":
+            raise ValueError("load_in_4bit needs a CUDA device (bitsandbytes 4-bit kernels)")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError("load_in_4bit needs bitsandbytes: pip install bitsandbytes")
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    return kwargs
+
+
+def prepare_for_training(model, config: LoRATrainConfig):
+    """Before ``get_peft_model``: k-bit preparation (QLoRA) and input gradients for gradient
+    checkpointing through a frozen base."""
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    return model
 
 
 def load_tokenizer(path: str | os.PathLike):
@@ -117,6 +171,9 @@ def training_arguments(config: LoRATrainConfig, output_dir: Path, progress: bool
         data_seed=config.seed, save_strategy="no", report_to="none", use_cpu=device == "cpu",
         bf16=device == "cuda", disable_tqdm=not progress, remove_unused_columns=False,
         dataloader_num_workers=0, logging_first_step=True,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        **config.training_args,
     )
 
 

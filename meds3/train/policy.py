@@ -17,8 +17,8 @@ from typing import Any
 from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.train.common import (
-    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, resolve_device,
-    training_arguments, write_meta,
+    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, model_load_kwargs,
+    prepare_for_training, resolve_device, training_arguments, write_meta,
 )
 from meds3.train.data import SFTDataConfig, iter_trees, sft_dataset, sft_records, write_jsonl
 
@@ -51,7 +51,6 @@ def fit_policy(config: PolicyTrainConfig, progress: bool = True) -> FitResult:
         DataError: missing or malformed trees, or no correct trajectory in them.
         ModelResolutionError: the base model cannot be found.
     """
-    import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer, set_seed
 
@@ -73,8 +72,8 @@ def fit_policy(config: PolicyTrainConfig, progress: bool = True) -> FitResult:
                 len({r["question_id"] for r in records}), len(dataset))
 
     set_seed(config.seed)
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-    model = get_peft_model(model, lora_config(config, "CAUSAL_LM"))
+    model = AutoModelForCausalLM.from_pretrained(str(base), **model_load_kwargs(config))
+    model = get_peft_model(prepare_for_training(model, config), lora_config(config, "CAUSAL_LM"))
     trainer = Trainer(
         model=model, args=training_arguments(config, out / "trainer", progress),
         train_dataset=dataset.remove_columns(["question_id"]), processing_class=tokenizer,

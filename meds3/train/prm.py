@@ -21,8 +21,8 @@ from typing import Any, Literal
 from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.train.common import (
-    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, resolve_device,
-    training_arguments, write_meta,
+    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, model_load_kwargs,
+    prepare_for_training, resolve_device, training_arguments, write_meta,
 )
 from meds3.train.data import PRMDataConfig, iter_trees, prm_dataset, prm_records, write_jsonl
 from meds3.train.labels import IGNORE_INDEX
@@ -130,7 +130,9 @@ def fit_prm(config: PRMTrainConfig, progress: bool = True) -> FitResult:
                 len(records) - n_pos, len({r["question_id"] for r in records}), len(dataset))
 
     set_seed(config.seed)  # the score head is initialised randomly
-    model = get_peft_model(load_prm_base(base, tokenizer), lora_config(config, "TOKEN_CLS"))
+    kwargs = model_load_kwargs(config)
+    base_model = load_prm_base(base, tokenizer, kwargs.pop("dtype"), **kwargs)
+    model = get_peft_model(prepare_for_training(base_model, config), lora_config(config, "TOKEN_CLS"))
 
     def compute_loss(outputs, labels, num_items_in_batch=None):
         return prm_loss(outputs.logits, labels, config.loss, config.threshold, num_items_in_batch)

@@ -28,8 +28,9 @@ def step_probability(logits):
     return torch.sigmoid(logits.float())
 
 
-def load_prm_base(base: str | os.PathLike, tokenizer: Any, dtype=None):
-    """The base model with a one-logit token-classification head (random until trained)."""
+def load_prm_base(base: str | os.PathLike, tokenizer: Any, dtype=None, **kwargs: Any):
+    """The base model with a one-logit token-classification head (random until trained);
+    ``kwargs`` go to ``from_pretrained`` (e.g. a quantization config)."""
     import torch
     from transformers import AutoModelForTokenClassification
     from transformers.utils import logging as hf_logging
@@ -38,7 +39,7 @@ def load_prm_base(base: str | os.PathLike, tokenizer: Any, dtype=None):
     hf_logging.set_verbosity_error()  # "score.weight MISSING" is expected: the head is new
     try:
         model = AutoModelForTokenClassification.from_pretrained(str(base), num_labels=1,
-                                                                dtype=dtype or torch.float32)
+                                                                dtype=dtype or torch.float32, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
     model.config.pad_token_id = tokenizer.pad_token_id
