@@ -29,7 +29,9 @@ def check_invariants(tree: Tree):
         if n.children and n.visits:
             # visits add up: a node was visited once itself plus once per back-up below it
             assert n.visits == (0 if n.kind == "root" else 1) + sum(nodes[c].visits for c in n.children)
-        if n.kind == "finish":
+        if n.kind == "finish" and n.truncated and n.visits == 0:
+            assert n.verdict is None and n.failed.startswith("truncated")  # cut at the cap: no outcome
+        elif n.kind == "finish":
             assert n.verdict == verify(n.step, tree.question).correct
         if n.rollout_count:
             assert n.rollout_value == n.rollout_correct / n.rollout_count
