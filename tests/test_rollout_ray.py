@@ -145,7 +145,9 @@ def test_unit_that_keeps_failing_is_recorded_and_the_rest_finish(ray_instance, t
     [failed] = summary["ray"]["failed_units"]
     assert (failed["unit"], failed["question_ids"], failed["attempts"]) == (1, ["q2", "q3"], 2)
     assert "died" in failed["reason"] and len(failed["errors"]) == 2
-    assert summary["trees"] == 10 and summary["ray"]["retries"] == 1
+    # Unit 1 is retried once; a unit queued behind it on the dying actor may be rescheduled
+    # too, depending on timing, so retries is at least 1.
+    assert summary["trees"] == 10 and summary["ray"]["retries"] >= 1
     assert json.loads((Path(config.output_dir) / "failed_units.json").read_text()) == [failed]
     # A rerun searches exactly the failed unit's questions; the local runner resumes a Ray job's store.
     config.ray.enabled = False
@@ -240,3 +242,44 @@ def test_cluster_example_config_loads():
     config = load_config(RolloutConfig, REPO / "examples" / "cluster" / "rollout_cluster.yaml", [])
     assert (config.backend, config.ray.enabled, config.ray.address, config.ray.num_gpus_per_worker) == \
         ("vllm", True, "auto", 1.0)
+
+
+# -- no shared file system: the adapter travels through Ray -----------------------------------
+
+def shipped_copy_engine(config):
+    """In the actor: the adapter must be the actor's own unpacked copy, not the driver's path."""
+    from meds3.rollout.ray_worker import default_engine_factory
+
+    assert config.adapter and Path(config.adapter).name.startswith("meds3-adapter-"), config.adapter
+    assert (Path(config.adapter) / "adapter_config.json").is_file()
+    return default_engine_factory(config)
+
+
+def tiny_adapter(path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from meds3.engines import resolve_model
+
+    model = AutoModelForCausalLM.from_pretrained(str(resolve_model("tiny-random-llama")))
+    get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(path)
+    return str(path)
+
+
+def test_actors_search_with_the_adapter_shipped_through_ray(ray_instance, tmp_path):
+    from meds3.rollout.shipping import dir_sha256
+
+    adapter = tiny_adapter(tmp_path / "driver_only" / "adapter")
+    seeds = REPO / "seed_data" / "clinical_calc.jsonl"
+    common = [f"seeds=[{seeds}]", "limit=2", "model=tiny-random-llama", "live_trees=2", f"adapter={adapter}",
+              *TINY_SEARCH]
+    config = load_config(RolloutConfig, None, [f"output_dir={tmp_path / 'ray'}", "ray.enabled=true",
+                                               "ray.unit_size=1", *common])
+    summary = run_ray_rollout(config, progress=False, engine_factory=shipped_copy_engine)
+    assert summary["ray"]["failed_units"] == [] and summary["failed"] == 0
+    trees = list(TreeStore(tmp_path / "ray" / "trees").iter_trees())
+    want = dir_sha256(adapter)
+    assert len(trees) == 2 and want and {t.adapter_sha256 for t in trees} == {want}
+    local = load_config(RolloutConfig, None, [f"output_dir={tmp_path / 'local'}", *common])
+    run_rollout(local, progress=False)
+    assert {t.adapter_sha256 for t in TreeStore(tmp_path / "local" / "trees").iter_trees()} == {want}

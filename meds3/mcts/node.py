@@ -67,6 +67,7 @@ class Tree:
     error: str = ""
     rounds: int = 0
     schema_version: int = SCHEMA_VERSION
+    adapter_sha256: str = ""  # content hash of the policy adapter that grew it ("" for the base model)
     source: str = field(default="", compare=False)  # where the tree was read from (not saved)
 
     @property
@@ -126,7 +127,7 @@ class Tree:
         """JSON-ready dict; :meth:`from_dict` inverts it exactly."""
         return {"schema_version": self.schema_version, "question": self.question.to_dict(),
                 "status": self.status, "stop_reason": self.stop_reason, "error": self.error,
-                "rounds": self.rounds, "nodes": [asdict(n) for n in self.nodes]}
+                "rounds": self.rounds, "adapter_sha256": self.adapter_sha256, "nodes": [asdict(n) for n in self.nodes]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Tree":
@@ -142,7 +143,8 @@ class Tree:
         nodes = [Node(**{k: v for k, v in n.items() if k in names}) for n in data["nodes"]]
         return cls(question=MedQuestion.from_dict(data["question"]), nodes=nodes, status=data["status"],
                    stop_reason=data.get("stop_reason", ""), error=data.get("error", ""),
-                   rounds=data.get("rounds", 0), schema_version=version)
+                   rounds=data.get("rounds", 0), schema_version=version,
+                   adapter_sha256=data.get("adapter_sha256", ""))
 
     def to_networkx(self):
         """A ``networkx.DiGraph``: one vertex per node (its fields as attributes), parent -> child edges."""

@@ -134,6 +134,7 @@ class RayRolloutJob:
         self._owner: dict[Any, WorkerState] = {}  # unit result ref -> actor
         self._starting: dict[Any, WorkerState] = {}  # readiness ref -> actor
         self._any_ready = False
+        self._shipment = None  # ObjectRef of the packed adapter and PRM
 
     # -- actors ---------------------------------------------------------------------------
     def start_worker(self) -> WorkerState:
@@ -145,7 +146,11 @@ class RayRolloutJob:
                                                       max_restarts=0, max_task_retries=0)
         wid = self._next_worker
         self._next_worker += 1
-        state = WorkerState(wid, actor_cls.remote(wid, self.config, self.engine_factory))
+        if self._shipment is None:  # packed once per job, shared by every actor through the object store
+            from meds3.rollout.shipping import Shipment
+
+            self._shipment = ray.put(Shipment.for_config(self.config))
+        state = WorkerState(wid, actor_cls.remote(wid, self.config, self.engine_factory, self._shipment))
         self.workers[wid] = state
         self._starting[state.handle.info.remote()] = state
         return state

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
 from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
+from meds3.rollout.shipping import Shipment
 
 EngineFactory = Callable[[RolloutConfig], Any]
 
@@ -29,12 +30,16 @@ class RolloutWorker:
         engine_factory: ``factory(config) -> engine`` (default :func:`default_engine_factory`).
     """
 
-    def __init__(self, worker_id: int, config: RolloutConfig, engine_factory: Optional[EngineFactory] = None):
+    def __init__(self, worker_id: int, config: RolloutConfig, engine_factory: Optional[EngineFactory] = None,
+                 shipment: Optional[Shipment] = None):
         import torch
 
         torch.set_num_threads(config.ray.threads)
         self.worker_id = worker_id
-        self.config = config
+        # The adapter and PRM arrive through Ray's object store: no path of the driver's is read.
+        self.config = shipment.localize(config) if shipment is not None else config
+        self.adapter_sha256 = shipment.adapter_sha256 if shipment is not None else ""
+        config = self.config
         self.engine = (engine_factory or default_engine_factory)(config)
         self.value_model = build_value_model(config)  # PRM prior: the actor scores its own steps
 
@@ -42,14 +47,18 @@ class RolloutWorker:
         """Where this actor runs: host, process id, torch threads."""
         import torch
 
-        return {"host": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads()}
+        return {"host": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+                "adapter": self.config.adapter, "adapter_sha256": self.adapter_sha256}
 
     def run_unit(self, unit_id: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
         """Search one unit's questions; returns their trees (as dicts) and the unit's counts."""
         c = self.config
         forest = build_forest(c, self.engine, self.value_model)
         started_at, start = time.time(), time.perf_counter()
-        trees = [t.to_dict() for t in forest.run(MedQuestion.from_dict(q) for q in questions)]
+        trees = []
+        for tree in forest.run(MedQuestion.from_dict(q) for q in questions):
+            tree.adapter_sha256 = self.adapter_sha256
+            trees.append(tree.to_dict())
         s = forest.stats
         return {"unit": unit_id, "worker": self.worker_id, "trees": trees, "seconds": time.perf_counter() - start,
                 "started_at": started_at, "ended_at": time.time(),  # the actor's clock

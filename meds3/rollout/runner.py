@@ -161,7 +161,9 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> di
             from meds3.engines import build_engine
 
             engine = build_engine(config.model, backend=config.backend, **config.engine_options())
-        _search_into(build_forest(config, engine), todo, store, progress)
+        from meds3.rollout.shipping import dir_sha256
+
+        _search_into(build_forest(config, engine), todo, store, progress, dir_sha256(config.adapter))
     return close_job(out, store)
 
 
@@ -187,7 +189,8 @@ def close_job(out: Path, store: TreeStore, extra: dict[str, Any] | None = None) 
     return summary
 
 
-def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, progress: bool) -> ForestStats:
+def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, progress: bool,
+                 adapter_sha256: str = "") -> ForestStats:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc="trees", unit="tree", disable=not progress, dynamic_ncols=True)
@@ -199,6 +202,7 @@ def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, prog
 
     try:
         for tree in forest.run(todo, on_round=show):
+            tree.adapter_sha256 = adapter_sha256
             store.add(tree)
             bar.update(1)
             show(forest.stats)
