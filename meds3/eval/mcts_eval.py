@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from meds3.config import to_dict
-from meds3.data.errors import DataError
 from meds3.data.question import MedQuestion
 
 logger = logging.getLogger(__name__)
@@ -28,18 +27,9 @@ def read_mcts(path: Path) -> dict[str, dict[str, Any]]:
     Raises:
         DataError: a malformed line (file and line named).
     """
-    out: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return out
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            out[record["question_id"]] = record
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(str(path), lineno, f"bad search record: {exc}") from exc
-    return out
+    from meds3.eval.runner import read_records
+
+    return read_records(path, lambda record: record, "search")
 
 
 def _check_key(out: Path, config) -> None:

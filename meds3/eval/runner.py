@@ -93,7 +93,16 @@ def read_responses(path: Path) -> dict[str, list[Response]]:
     Raises:
         DataError: a malformed line (file and line named).
     """
-    out: dict[str, list[Response]] = {}
+    return read_records(path, lambda record: [Response.from_dict(r) for r in record["responses"]], "response")
+
+
+def read_records(path: Path, parse, what: str) -> dict[str, Any]:
+    """Question id -> ``parse(record)`` for each JSON line of ``path`` (missing file: empty).
+
+    Raises:
+        DataError: a malformed line (file and line named, ``what`` says which kind of record).
+    """
+    out: dict[str, Any] = {}
     if not path.exists():
         return out
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -101,9 +110,9 @@ def read_responses(path: Path) -> dict[str, list[Response]]:
             continue
         try:
             record = json.loads(line)
-            out[record["question_id"]] = [Response.from_dict(r) for r in record["responses"]]
+            out[record["question_id"]] = parse(record)
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(str(path), lineno, f"bad response record: {exc}") from exc
+            raise DataError(str(path), lineno, f"bad {what} record: {exc}") from exc
     return out
 
 
