@@ -150,7 +150,7 @@ class Forest:
         self._score_prm(batch)
         batch = [(search, [r for r in reqs if r.kind != "prm"], reqs) for search, reqs in batch]
         generated = self._run_generation([(search, gen) for search, gen, _ in batch])
-        for search, gen, reqs in batch:
+        for search, _, reqs in batch:
             if search.done:  # failed in generation
                 continue
             outs = iter(generated.get(id(search), []))
