@@ -15,13 +15,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rescore", action="store_true",
                    help="generate nothing: add missing PRM scores and recompute tables from saved responses")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--ray", action="store_true",
+                   help="generate on Ray actors (ray.* config keys); starts a local Ray instance unless an address "
+                        "is given")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="join a running Ray cluster ('auto', or host:port); implies --ray (default: $RAY_ADDRESS)")
     p.set_defaults(func=run_eval_cmd)
+
+
+def ray_overrides(args: argparse.Namespace) -> list[str]:
+    """The command's overrides plus what ``--ray`` / ``--ray-address`` set."""
+    overrides = list(args.overrides)
+    if args.ray or args.ray_address:
+        overrides.append("ray.enabled=true")
+    if args.ray_address:
+        overrides.append(f"ray.address={args.ray_address}")
+    return overrides
 
 
 def run_eval_cmd(args: argparse.Namespace) -> int:
     from meds3.eval import EvalConfig, markdown_table, run_eval
 
-    config = load_config(EvalConfig, args.config, args.overrides)
+    config = load_config(EvalConfig, args.config, ray_overrides(args))
     summary = run_eval(config, progress=not args.no_progress, rescore=args.rescore)
     print(markdown_table(summary["results"]), end="")
     print(f"outputs in {summary['output_dir']}")

@@ -33,12 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_rollout_cmd(args: argparse.Namespace) -> int:
     from meds3.rollout import RolloutConfig, run_rollout
 
-    overrides = list(args.overrides)
-    if args.ray or args.ray_address:
-        overrides.append("ray.enabled=true")
-    if args.ray_address:
-        overrides.append(f"ray.address={args.ray_address}")
-    config = load_config(RolloutConfig, args.config, overrides)
+    from meds3.cli.eval_cmd import ray_overrides
+
+    config = load_config(RolloutConfig, args.config, ray_overrides(args))
     summary = run_rollout(config, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))
     return 0

@@ -10,6 +10,7 @@ from meds3.infer.budget import BudgetConfig
 from meds3.infer.mcts import inference_search_config
 from meds3.infer.selectors import get_selector
 from meds3.mcts.config import SearchConfig
+from meds3.rollout.ray_config import RayConfig
 
 
 @dataclass
@@ -37,6 +38,9 @@ class EvalConfig:
         mcts: also answer by PRM-guided MCTS (needs ``prm``), tabulated as ``prm-mcts``.
         mcts_search: its test-time search (:func:`meds3.infer.mcts.inference_search_config`).
         output_dir: where responses, tables and plots go.
+        ray: generate on Ray actors (``ray.enabled``), one engine each, ``ray.unit_size``
+            questions of one dataset and run per work unit; the driver alone writes the
+            response files and scores with the PRM. The same keys as a rollout's ``ray``.
     """
 
     datasets: list[str] = field(default_factory=lambda: ["../shared/data/eval/medqa_4opt_test.jsonl"])
@@ -62,6 +66,7 @@ class EvalConfig:
     mcts_search: SearchConfig = field(default_factory=inference_search_config)
     max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     output_dir: str = "runs/eval"
+    ray: RayConfig = field(default_factory=lambda: RayConfig(unit_size=16))
 
     def __post_init__(self) -> None:
         if not self.datasets:

@@ -148,28 +148,61 @@ def check_saved_settings(path: Path, key: dict[str, Any], what: str) -> None:
         path.write_text(json.dumps(key, indent=2), encoding="utf-8")
 
 
-def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],
-              engine: Any, progress: bool) -> Any:
-    """Generate every missing response; returns the engine (built here if needed).
-
-    Work goes chunk by chunk, each chunk through every dataset and run, so a run stopped
-    early has comparable partial results (the same first questions everywhere).
-    """
-    from tqdm import tqdm
-
+def plan_chunks(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],
+                chunk_size: int) -> list[tuple[str, Run, list[MedQuestion]]]:
+    """Every missing response, as ``(dataset, run, questions)`` chunks of ``chunk_size`` questions
+    (greedy chunks hold ``n`` times more, so every chunk carries about ``chunk_size * n``
+    sequences), ordered so that the first questions of every dataset and run come first: a run
+    stopped early has comparable partial results (the same first questions everywhere)."""
     todo: list[tuple[int, str, Run, list[MedQuestion]]] = []
     for name, qs in datasets.items():
+        position = {q.id: i for i, q in enumerate(qs)}
         for run in runs:
             done = read_responses(response_path(out, name, run))
             missing = [q for q in qs if q.id not in done]
-            # Greedy has one response per question: take n times more questions per call so
-            # every call carries about chunk_size * n sequences.
-            size = config.chunk_size * (config.n if run.kind == "greedy" else 1)
-            position = {q.id: i for i, q in enumerate(qs)}
+            size = chunk_size * (config.n if run.kind == "greedy" else 1)
             for k in range(0, len(missing), size):
                 todo.append((position[missing[k].id], name, run, missing[k:k + size]))
-    todo.sort(key=lambda t: t[0])  # stable: the first questions of every dataset and run first
-    total = sum(len(chunk) * run.n for _, _, run, chunk in todo)
+    todo.sort(key=lambda t: t[0])  # stable
+    return [(name, run, chunk) for _, name, run, chunk in todo]
+
+
+def append_responses(path: Path, questions: list[MedQuestion], results: list[list[Response]]) -> None:
+    """Append one chunk's responses (one line per question) and make them durable."""
+    with path.open("a", encoding="utf-8") as f:
+        for q, rs in zip(questions, results):
+            f.write(_line(q.id, rs) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class GenerationTally:
+    """Running totals of generated responses for a progress bar's postfix."""
+
+    def __init__(self) -> None:
+        self.tokens = self.correct = self.answered = self.count = 0
+
+    def add(self, responses: list[list[Response]]) -> int:
+        flat = [r for rs in responses for r in rs]
+        self.tokens += sum(r.num_tokens for r in flat)
+        self.correct += sum(bool(r.correct) for r in flat)
+        self.answered += sum(r.answer is not None for r in flat)
+        self.count += len(flat)
+        return len(flat)
+
+    def postfix(self) -> dict[str, Any]:
+        count = max(self.count, 1)
+        return {"tokens": self.tokens, "tok_per_resp": f"{self.tokens / count:.0f}",
+                "answered": f"{self.answered / count:.0%}", "correct": f"{self.correct / count:.0%}"}
+
+
+def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],
+              engine: Any, progress: bool) -> Any:
+    """Generate every missing response in this process; returns the engine (built here if needed)."""
+    from tqdm import tqdm
+
+    chunks = plan_chunks(config, out, datasets, runs, config.chunk_size)
+    total = sum(len(chunk) * run.n for _, run, chunk in chunks)
     if not total:
         return engine
     if engine is None:
@@ -177,20 +210,12 @@ def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestio
 
         engine = build_engine(config.model, backend=config.backend, **config.engine_options())
     bar = tqdm(total=total, desc="eval", unit="resp", disable=not progress)
-    tokens = correct = answered = count = 0
-    for _, name, run, chunk in todo:
+    tally = GenerationTally()
+    for name, run, chunk in chunks:
         results = sample_responses(engine, chunk, sampler_config(config, run), config.prompt, progress=False)
-        with response_path(out, name, run).open("a", encoding="utf-8") as f:
-            for q, rs in zip(chunk, results):
-                f.write(_line(q.id, rs) + "\n")
-        flat = [r for rs in results for r in rs]
-        tokens += sum(r.num_tokens for r in flat)
-        correct += sum(bool(r.correct) for r in flat)
-        answered += sum(r.answer is not None for r in flat)
-        count += len(flat)
-        bar.update(len(flat))
-        bar.set_postfix(run=f"{name}.{run.name}", tokens=tokens, tok_per_resp=f"{tokens / count:.0f}",
-                        answered=f"{answered / count:.0%}", correct=f"{correct / count:.0%}")
+        append_responses(response_path(out, name, run), chunk, results)
+        bar.update(tally.add(results))
+        bar.set_postfix(run=f"{name}.{run.name}", **tally.postfix())
     bar.close()
     return engine
 
@@ -219,20 +244,28 @@ def _score(out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run], s
 
 
 def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progress: bool = True,
-             rescore: bool = False) -> dict[str, Any]:
+             rescore: bool = False, engine_factory: Any = None, on_unit_done: Any = None) -> dict[str, Any]:
     """Evaluate the policy on every dataset, run and selector; resumable.
+
+    With ``config.ray.enabled`` the responses are generated on Ray actors
+    (:func:`meds3.eval.ray_eval.generate_on_ray`); scoring, PRM-guided MCTS and the tables stay
+    in this process. Either way the response files are the same, so a job can move between
+    the two at any point.
 
     Args:
         config: the job.
-        engine: a ready engine (default: built from the config when something is missing).
+        engine: a ready engine (default: built from the config when something is missing);
+            local generation only.
         scorer: a PRM scorer (object with ``score``); default: loaded from ``config.prm``.
         progress: show progress bars.
         rescore: generate nothing; add missing PRM scores and recompute the tables.
+        engine_factory: Ray only: ``factory(config) -> engine`` run in each actor.
+        on_unit_done: Ray only: ``hook(job, result)`` after each stored unit.
 
     Returns:
-        ``{"results": rows, "accuracy_vs_n": rows, "output_dir": str}``; each row has
-        dataset, budget, selector, n, questions, accuracy, correct, answered,
-        tokens_per_question.
+        ``{"results": rows, "accuracy_vs_n": rows, "output_dir": str}`` (plus ``ray``: the
+        generation's scheduling figures, when it ran on Ray now); each row has dataset,
+        budget, selector, n, questions, accuracy, correct, answered, tokens_per_question.
 
     Raises:
         DataError: unreadable benchmark or response files.
@@ -244,11 +277,17 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
     save_config(config, out / "config.yaml")
     datasets = load_datasets(config)
     runs = plan_runs(config)
-    own_engine = False
-    if not rescore:
+    ray_summary = None
+    if config.ray.enabled and not rescore:
+        if engine is not None:
+            raise ValueError("a Ray evaluation builds one engine per actor; pass engine_factory to run_eval")
+        from meds3.eval.ray_eval import generate_on_ray
+
+        ray_summary = generate_on_ray(config, out, plan_chunks(config, out, datasets, runs, config.ray.unit_size),
+                                      progress, engine_factory, on_unit_done)
+    elif not rescore:
         built = _generate(config, out, datasets, runs, engine, progress)
-        own_engine = engine is None and built is not None
-        if own_engine:
+        if engine is None and built is not None:
             built.close()
     scorer = scorer if scorer is not None else load_scorer(config.prm)
     if scorer is not None:
@@ -272,6 +311,8 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
     rows, vs_n = accuracy_rows(saved, config.selectors)
     rows += mcts_rows(out, datasets, config.mcts_search.max_nodes)
     summary = {"results": rows, "accuracy_vs_n": vs_n, "output_dir": str(out)}
+    if ray_summary is not None:
+        summary["ray"] = ray_summary
     write_tables(out, summary)
     write_plots(out, rows, vs_n)
     return summary

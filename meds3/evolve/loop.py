@@ -203,8 +203,9 @@ def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter
               directory: Path, name: str, progress: bool, run_eval) -> StageResult:
     eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
                      engine=config.engine_options(), adapter=adapter, prm=prm, output_dir=str(directory))
-    # With release_engine, run_eval builds its own engine and closes it before PRM scoring.
-    own = config.releases_engine()
+    # With release_engine, run_eval builds its own engine and closes it before PRM scoring;
+    # on Ray (eval.ray.enabled) every actor builds one and closes it before the driver scores.
+    own = config.releases_engine() or eval_cfg.ray.enabled
     if own:
         engines.close()
     return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=None if own else engines.get(),

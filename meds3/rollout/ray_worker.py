@@ -50,6 +50,14 @@ class RolloutWorker:
         return {"host": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
                 "adapter": self.config.adapter, "adapter_sha256": self.adapter_sha256}
 
+    def close(self) -> dict[str, Any]:
+        """Close the engine (vLLM frees the memory it reserved); the driver calls this at the end."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+        self.engine = None
+        return {"worker": self.worker_id, "pid": os.getpid()}
+
     def run_unit(self, unit_id: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
         """Search one unit's questions; returns their trees (as dicts) and the unit's counts."""
         c = self.config

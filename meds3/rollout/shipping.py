@@ -70,10 +70,15 @@ class Shipment:
 
     @classmethod
     def for_config(cls, config: Any) -> "Shipment":
-        """Pack what ``config`` (a RolloutConfig) names on the driver's disk."""
-        adapter = pack_dir(config.adapter) if config.adapter else None
-        prm = pack_dir(config.prm) if config.prm and config.search.prm_prior_weight > 0 else None
-        return cls(adapter, prm, files_sha256(adapter) if adapter else "")
+        """Pack what ``config`` (a RolloutConfig) names on the driver's disk: the adapter, and
+        the PRM when the search uses its prior."""
+        return cls.for_paths(config.adapter, config.prm if config.search.prm_prior_weight > 0 else None)
+
+    @classmethod
+    def for_paths(cls, adapter: Optional[str], prm: Optional[str] = None) -> "Shipment":
+        """Pack an adapter directory and a PRM directory (either may be None)."""
+        packed = pack_dir(adapter) if adapter else None
+        return cls(packed, pack_dir(prm) if prm else None, files_sha256(packed) if packed else "")
 
     def localize(self, config: Any) -> Any:
         """``config`` with the adapter and PRM paths pointing at local unpacked copies."""

@@ -1,0 +1,400 @@
+"""Work units on Ray actors with one writer: the scheduler shared by rollouts and evaluation.
+
+The driver keeps ``ray.units_in_flight`` units queued on every actor that has built its engine
+(dynamic scheduling: a fast actor comes back sooner and is given more). An actor runs a unit
+and returns its output as plain data; the driver, the only writer of the job's files, stores
+it whole (:meth:`RayUnitJob.store_result`). So no two processes ever write the same file, a
+unit is stored whole or not at all, and a rerun does exactly the units whose output is
+missing: a killed driver loses only the units in flight.
+
+Faults: an actor that dies (killed, out of memory, node lost) fails the units queued on it;
+the one it was running is charged a retry, the others go back to the queue uncharged (an
+actor runs its calls in order), and a new actor replaces the dead one. A unit that fails more
+than ``ray.max_unit_retries`` times is recorded as failed with its reasons and the job
+finishes the rest; a rerun tries it again.
+
+At the end every actor closes its engine (``close()``: vLLM frees the memory it reserved) and
+is killed, and the driver waits until each one is gone, so the next stage of a pipeline (a
+trainer on the same GPUs) starts with the memory free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from meds3.rollout.ray_config import RayConfig
+
+logger = logging.getLogger(__name__)
+
+_FETCH_TIMEOUT_S = 60.0  # wait for a finished unit's result from an actor that died afterwards
+_CLOSE_TIMEOUT_S = 120.0  # wait for an actor to close its engine at the end of a job
+
+
+@dataclass
+class Unit:
+    """A work unit: items (questions) processed together by one actor, plus what else the
+    actor needs to know about them (``meta``: e.g. the dataset and run of an evaluation)."""
+
+    id: int
+    questions: list[Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # failed attempts so far
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerState:
+    """The driver's view of one actor."""
+
+    id: int
+    handle: Any
+    inflight: deque = field(default_factory=deque)  # (ref, unit), oldest (running) first
+    ready: bool = False  # engine built; only ready actors are given units
+    alive: bool = True
+    host: str = ""
+    died: str = ""
+    units: int = 0
+    items: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # job-specific totals (nodes, ...)
+    generated_tokens: int = 0
+    busy_s: float = 0.0
+    first_start: float = float("inf")  # actor clock: first unit started
+    last_end: float = 0.0  # actor clock: last unit ended
+
+    def throughput(self, item: str = "items") -> dict[str, Any]:
+        """Units, items (named ``item``), tokens; rates over busy time; ``utilization``: busy
+        share of the span from its first unit's start to its last unit's end (below 1: it
+        waited for the driver)."""
+        busy = max(self.busy_s, 1e-9)
+        span = max(self.last_end - self.first_start, busy)
+        return {"worker": self.id, "host": self.host, "alive": self.alive, "died": self.died, "units": self.units,
+                item: self.items, **self.counts, "generated_tokens": self.generated_tokens,
+                "busy_s": round(self.busy_s, 2), f"{item}_per_s": round(self.items / busy, 4),
+                "tokens_per_s": round(self.generated_tokens / busy, 1),
+                "utilization": round(self.busy_s / span, 3) if self.units else 0.0}
+
+
+def connect(ray_config: RayConfig) -> bool:
+    """Start or join Ray unless already connected; True if this call connected (and should shut down).
+
+    ``address`` None starts a local instance unless ``RAY_ADDRESS`` is set, which Ray then
+    joins; ``"auto"`` joins the cluster this machine belongs to.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"address": ray_config.address, "log_to_driver": True}
+    if ray_config.runtime_env:
+        kwargs["runtime_env"] = ray_config.runtime_env
+    if ray_config.address is None and not os.environ.get("RAY_ADDRESS"):
+        kwargs["include_dashboard"] = False
+    ray.init(**kwargs)
+    return True
+
+
+class RayUnitJob:
+    """Units of work on Ray actors, stored by the driver alone; see the module docstring.
+
+    Subclasses say which actor to start (:meth:`actor_class`, :meth:`actor_args`), how a unit
+    is sent to it (:meth:`unit_args`) and how its result is stored (:meth:`store_result`).
+    The actor class must have ``info()``, ``run_unit(*unit_args)`` returning a dict with
+    ``seconds``, ``started_at``, ``ended_at`` and ``generated_tokens``, and ``close()``.
+
+    Args:
+        ray_config: actors, resources, unit size, retries.
+        progress: show a progress bar.
+        on_unit_done: called as ``on_unit_done(job, result)`` after each unit is stored (a hook
+            for monitoring and fault-injection tests).
+        item: what the units hold, for the progress bar and summaries (``trees``, ``responses``).
+        name: the job's kind, for messages (``rollout``, ``evaluation``).
+    """
+
+    def __init__(self, ray_config: RayConfig, progress: bool = True,
+                 on_unit_done: Optional[Callable[["RayUnitJob", dict], None]] = None, item: str = "items",
+                 name: str = "ray"):
+        self.ray_config = ray_config
+        self.name = name
+        self.progress = progress
+        self.on_unit_done = on_unit_done
+        self.item = item
+        self.workers: dict[int, WorkerState] = {}
+        self.pending: deque[Unit] = deque()
+        self.failed_units: list[dict[str, Any]] = []
+        self.retries = 0
+        self.replacements_left = ray_config.replacements
+        self.generated_tokens = 0
+        self.items_done = 0
+        self.driver_store_s = 0.0  # the single writer's time per stored unit bounds a cluster's throughput
+        self.closed_workers: list[int] = []  # actors that closed their engine at the end
+        self._next_worker = 0
+        self._owner: dict[Any, WorkerState] = {}  # unit result ref -> actor
+        self._starting: dict[Any, WorkerState] = {}  # readiness ref -> actor
+        self._any_ready = False
+        self._started = time.perf_counter()
+        self._bar = None
+
+    # -- what a subclass provides -----------------------------------------------------------
+    def actor_class(self) -> type:
+        raise NotImplementedError
+
+    def actor_args(self, worker_id: int) -> tuple:
+        """Arguments of the actor's constructor."""
+        raise NotImplementedError
+
+    def unit_args(self, unit: Unit) -> tuple:
+        """Arguments of the actor's ``run_unit`` for ``unit``."""
+        raise NotImplementedError
+
+    def store_result(self, unit: Unit, result: dict[str, Any]) -> int:
+        """Store a finished unit's output (the driver's only write); returns its item count."""
+        raise NotImplementedError
+
+    def unit_counts(self, result: dict[str, Any]) -> dict[str, int]:
+        """Job-specific per-worker totals to add from a result (e.g. tree nodes)."""
+        return {}
+
+    def check_resources(self) -> None:
+        """Warn when the cluster cannot hold every actor at once."""
+        import ray
+
+        r = self.ray_config
+        have = ray.cluster_resources()
+        for name, per in (("CPU", r.num_cpus_per_worker), ("GPU", r.num_gpus_per_worker)):
+            if per and have.get(name, 0) < per * r.num_workers:
+                logger.warning("the cluster has %s %s for %d workers x %s: some actors will wait for resources",
+                               have.get(name, 0), name, r.num_workers, per)
+
+    # -- actors ---------------------------------------------------------------------------
+    def start_worker(self) -> WorkerState:
+        """Create one actor with the job's resources (it loads its engine asynchronously)."""
+        import ray
+
+        r = self.ray_config
+        actor_cls = ray.remote(self.actor_class()).options(num_cpus=r.num_cpus_per_worker,
+                                                           num_gpus=r.num_gpus_per_worker,
+                                                           max_restarts=0, max_task_retries=0)
+        wid = self._next_worker
+        self._next_worker += 1
+        state = WorkerState(wid, actor_cls.remote(*self.actor_args(wid)))
+        self.workers[wid] = state
+        self._starting[state.handle.info.remote()] = state
+        return state
+
+    def alive(self) -> list[WorkerState]:
+        return [w for w in self.workers.values() if w.alive]
+
+    # -- the loop -------------------------------------------------------------------------
+    def run_units(self, units: list[Unit], total: Optional[int] = None) -> None:
+        """Process every unit (or record it failed); at the end close and remove every actor."""
+        from tqdm.auto import tqdm
+
+        self._started = time.perf_counter()
+        self.pending = deque(units)
+        count = total if total is not None else sum(len(u.questions) for u in units)
+        self._bar = tqdm(total=count, desc=self.item, unit=self.item.rstrip("s"), disable=not self.progress,
+                         dynamic_ncols=True)
+        try:
+            if self.pending:
+                self.check_resources()
+                for _ in range(min(self.ray_config.num_workers, len(self.pending))):
+                    self.start_worker()
+                self._loop()
+        finally:
+            self._bar.close()
+            self.shutdown_workers()
+
+    def shutdown_workers(self) -> None:
+        """Close every live actor's engine, kill the actors and wait until they are gone, so
+        their memory (vLLM's reservation included) is free when this returns."""
+        import ray
+
+        closing = {}
+        for w in self.workers.values():
+            if w.alive and w.ready:
+                closing[w.handle.close.remote()] = w
+        for ref, w in closing.items():
+            try:
+                ray.get(ref, timeout=_CLOSE_TIMEOUT_S)
+                self.closed_workers.append(w.id)
+            except (ray.exceptions.RayError, TimeoutError) as exc:
+                logger.warning("worker %d did not close its engine: %s", w.id, _reason(exc))
+        for w in self.workers.values():
+            ray.kill(w.handle)
+        deadline = time.monotonic() + _CLOSE_TIMEOUT_S
+        for w in self.workers.values():
+            try:  # a killed actor's calls fail once its process is gone
+                ray.get(w.handle.info.remote(), timeout=max(1.0, deadline - time.monotonic()))
+            except (ray.exceptions.RayError, TimeoutError):
+                continue
+            logger.warning("worker %d still answered after being killed", w.id)
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        """The job's scheduling figures (the ``ray`` section of a summary)."""
+        return {"workers": len(self.workers), "unit_size": self.ray_config.unit_size, "seconds": round(seconds, 2),
+                f"{self.item}_done": self.items_done,
+                f"{self.item}_per_s": round(self.items_done / max(seconds, 1e-9), 4),
+                "tokens_per_s": round(self.generated_tokens / max(seconds, 1e-9), 1),
+                "driver_store_s": round(self.driver_store_s, 3), "retries": self.retries,
+                "failed_units": self.failed_units, "closed_workers": sorted(self.closed_workers),
+                "per_worker": [w.throughput(self.item) for w in self.workers.values()]}
+
+    def _loop(self) -> None:
+        import ray
+
+        while self.pending or self._owner:
+            self._submit()
+            if not self._owner and not self._starting:
+                for unit in self.pending:
+                    self._fail(unit, "no live workers and no replacements left")
+                self.pending.clear()
+                continue
+            ready, _ = ray.wait([*self._owner, *self._starting], num_returns=1)
+            ref = ready[0]
+            if ref in self._starting:
+                self._worker_started(self._starting.pop(ref), ref)
+                continue
+            worker = self._owner.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                self._worker_died(worker, ref, exc)
+                continue
+            except ray.exceptions.RayError as exc:  # the unit raised inside a live actor
+                unit = self._pop_inflight(worker, ref)
+                self._charge(unit, f"worker {worker.id}: {_reason(exc)}")
+                continue
+            unit = self._pop_inflight(worker, ref)
+            self._store_unit(worker, unit, result)
+
+    def _worker_started(self, worker: WorkerState, ref) -> None:
+        """An actor built its engine (or failed to: then it is dead, and if no actor ever
+        started the job stops, since the engine cannot be built)."""
+        import ray
+
+        try:
+            worker.host = ray.get(ref)["host"]
+        except ray.exceptions.RayError as exc:
+            if self._any_ready:  # others built the same engine: this actor was unlucky, replace it
+                self._worker_died(worker, ref, exc)
+                return
+            worker.alive, worker.died = False, _reason(exc)  # likely a bad model or engine option
+            logger.error("worker %d could not start: %s", worker.id, worker.died)
+            if not self.alive():
+                raise RuntimeError(f"no {self.name} worker could start: {worker.died}") from exc
+            return
+        worker.ready = self._any_ready = True
+        logger.info("worker %d ready on %s", worker.id, worker.host)
+
+    def _submit(self) -> None:
+        """Keep up to ``units_in_flight`` units queued on every ready actor: breadth first (each
+        gets a first unit before any gets a second), and a queued second unit only while the
+        pending units outnumber the actors still starting, so none of those is left idle."""
+        ready = [w for w in self.alive() if w.ready]
+        starting = len(self.alive()) - len(ready)
+        for depth in range(1, self.ray_config.units_in_flight + 1):
+            for w in sorted(ready, key=lambda w: len(w.inflight)):
+                if self.pending and len(w.inflight) < depth and (depth == 1 or len(self.pending) > starting):
+                    unit = self.pending.popleft()
+                    ref = w.handle.run_unit.remote(*self.unit_args(unit))
+                    w.inflight.append((ref, unit))
+                    self._owner[ref] = w
+
+    def _pop_inflight(self, worker: WorkerState, ref) -> Unit:
+        for i, (r, unit) in enumerate(worker.inflight):
+            if r == ref:
+                del worker.inflight[i]
+                return unit
+        raise RuntimeError(f"unit of {ref} not found on worker {worker.id}")
+
+    def _store_unit(self, worker: WorkerState, unit: Unit, result: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        items = self.store_result(unit, result)
+        self.driver_store_s += time.perf_counter() - t0
+        worker.units += 1
+        worker.items += items
+        for key, value in self.unit_counts(result).items():
+            worker.counts[key] = worker.counts.get(key, 0) + value
+        worker.generated_tokens += result["generated_tokens"]
+        worker.busy_s += result["seconds"]
+        worker.first_start = min(worker.first_start, result["started_at"])
+        worker.last_end = max(worker.last_end, result["ended_at"])
+        self.items_done += items
+        self.generated_tokens += result["generated_tokens"]
+        self._bar.update(items)
+        self._show()
+        if self.on_unit_done is not None:
+            self.on_unit_done(self, result)
+
+    def _worker_died(self, worker: WorkerState, ref, exc: Exception) -> None:
+        """Requeue the dead actor's units (charging the one it was running) and replace it."""
+        import ray
+
+        reason = f"worker {worker.id} died: {_reason(exc)}"
+        if worker.alive:
+            worker.alive, worker.died = False, _reason(exc)
+            logger.warning("%s", reason)
+        for r, w in list(self._starting.items()):
+            if w is worker:
+                del self._starting[r]
+        lost: list[Unit] = []
+        for r, unit in list(worker.inflight):
+            self._owner.pop(r, None)
+            try:  # a unit the actor finished before it died is stored, not done again; large
+                # results sit in the object store, so wait for them (the others fail at once)
+                result = ray.get(r, timeout=_FETCH_TIMEOUT_S) if r != ref else None
+            except (ray.exceptions.RayError, TimeoutError):
+                result = None
+            if result is None:
+                lost.append(unit)
+            else:
+                self._store_unit(worker, unit, result)
+        worker.inflight.clear()
+        # The actor runs its calls in order: the first lost unit was running, the rest only queued.
+        for unit in reversed(lost[1:]):
+            self.pending.appendleft(unit)
+        if lost:
+            self._charge(lost[0], reason)
+        if self.pending and self.replacements_left > 0:
+            self.replacements_left -= 1
+            new = self.start_worker()
+            logger.info("started worker %d to replace worker %d (%d replacements left)", new.id, worker.id,
+                        self.replacements_left)
+        self._show()
+
+    def _charge(self, unit: Unit, reason: str) -> None:
+        """A failed attempt: requeue the unit, or record it failed past the retry limit."""
+        unit.attempts += 1
+        unit.errors.append(reason)
+        if unit.attempts > self.ray_config.max_unit_retries:
+            self._fail(unit, reason)
+        else:
+            self.retries += 1
+            self.pending.appendleft(unit)
+
+    def _fail(self, unit: Unit, reason: str) -> None:
+        self.failed_units.append({"unit": unit.id, **unit.meta, "question_ids": [q.id for q in unit.questions],
+                                  "attempts": unit.attempts, "reason": reason, "errors": unit.errors})
+
+    def _show(self) -> None:
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        self._bar.set_postfix({f"{self.item}_s": f"{self.items_done / elapsed:.3f}",
+                               "tok_s": f"{self.generated_tokens / elapsed:.1f}", "workers": len(self.alive()),
+                               "retries": self.retries, "failed": len(self.failed_units)}, refresh=False)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error in one line for summaries: its first line and, where Ray wraps a traceback,
+    the traceback's last line (the original error)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).strip().splitlines()]
+    lines = [line for line in lines if line]
+    text = lines[0][:200] if lines else ""
+    if len(lines) > 1 and re.match(r"[\w.]+(Error|Exception|Interrupt|Exit)\b", lines[-1]):
+        text += f" ... {lines[-1][:200]}"
+    return f"{type(exc).__name__}: {text}"
