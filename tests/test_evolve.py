@@ -2,8 +2,7 @@
 and resume after a crash.
 
 The tiny random model never writes "The answer is ...", so the questions here use a test
-task type whose verifier reads the parity of the response length: about half of the leaves
-are "correct", which gives the trainers both kinds of trajectories.
+task type (tests/parity_verifier.py) whose verifier reads the parity of the response length.
 """
 
 from __future__ import annotations
@@ -16,19 +15,7 @@ from meds3.config import from_dict
 from meds3.data.loaders import save_questions
 from meds3.data.question import MedQuestion
 from meds3.evolve import EvolveConfig, iteration_questions, run, split_seeds
-from meds3.verify.core import Extraction, Verdict, Verifier, register_verifier
-
-
-@register_verifier("parity-test")
-class ParityVerifier(Verifier):
-    """'even' or 'odd': the parity of the stripped text's length (test only)."""
-
-    def extract(self, text: str, question: MedQuestion) -> Extraction:
-        text = text.strip()
-        return Extraction(("even", "odd")[len(text) % 2] if text else None, "length parity")
-
-    def check(self, answer: str, question: MedQuestion, **options) -> Verdict:
-        return Verdict(answer == question.answer, answer, "parity")
+from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
 
 
 def _seed_file(path, n):

@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
 from meds3.eval.config import EvalConfig
-from meds3.rollout.ray_units import RayUnitJob, Unit, connect
+from meds3.rollout.ray_units import RayUnitJob, Unit, actor_info, connect
 from meds3.rollout.shipping import Shipment
 
 logger = logging.getLogger(__name__)
@@ -60,8 +59,8 @@ class EvalWorker:
         self.engine = (engine_factory or default_engine_factory)(self.config)
 
     def info(self) -> dict[str, Any]:
-        """Where this actor runs: host, process id, the adapter it serves."""
-        return {"host": socket.gethostname(), "pid": os.getpid(), "adapter": self.config.adapter,
+        """Where this actor runs (host, node, process id) and the adapter it serves."""
+        return {**actor_info(), "adapter": self.config.adapter,
                 "adapter_sha256": self.adapter_sha256}
 
     def run_unit(self, unit_id: int, kind: str, n: int, budget: Optional[int],

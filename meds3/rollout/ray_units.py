@@ -58,6 +58,8 @@ class WorkerState:
     ready: bool = False  # engine built; only ready actors are given units
     alive: bool = True
     host: str = ""
+    node: str = ""  # Ray node id
+    pid: int = 0
     died: str = ""
     units: int = 0
     items: int = 0
@@ -73,11 +75,20 @@ class WorkerState:
         waited for the driver)."""
         busy = max(self.busy_s, 1e-9)
         span = max(self.last_end - self.first_start, busy)
-        return {"worker": self.id, "host": self.host, "alive": self.alive, "died": self.died, "units": self.units,
+        return {"worker": self.id, "host": self.host, "node": self.node, "pid": self.pid, "alive": self.alive, "died": self.died, "units": self.units,
                 item: self.items, **self.counts, "generated_tokens": self.generated_tokens,
                 "busy_s": round(self.busy_s, 2), f"{item}_per_s": round(self.items / busy, 4),
                 "tokens_per_s": round(self.generated_tokens / busy, 1),
                 "utilization": round(self.busy_s / span, 3) if self.units else 0.0}
+
+
+def actor_info() -> dict[str, Any]:
+    """Where the calling actor runs: host name, Ray node id, process id."""
+    import socket
+
+    import ray
+
+    return {"host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
 def connect(ray_config: RayConfig) -> bool:
@@ -104,7 +115,8 @@ class RayUnitJob:
 
     Subclasses say which actor to start (:meth:`actor_class`, :meth:`actor_args`), how a unit
     is sent to it (:meth:`unit_args`) and how its result is stored (:meth:`store_result`).
-    The actor class must have ``info()``, ``run_unit(*unit_args)`` returning a dict with
+    The actor class must have ``info()`` (a dict with ``host``, and ``node``/``pid`` from
+    :func:`actor_info`), ``run_unit(*unit_args)`` returning a dict with
     ``seconds``, ``started_at``, ``ended_at`` and ``generated_tokens``, and ``close()``.
 
     Args:
@@ -229,11 +241,11 @@ class RayUnitJob:
             ray.kill(w.handle)
         deadline = time.monotonic() + _CLOSE_TIMEOUT_S
         for w in self.workers.values():
-            try:  # a killed actor's calls fail once its process is gone
-                ray.get(w.handle.info.remote(), timeout=max(1.0, deadline - time.monotonic()))
-            except (ray.exceptions.RayError, TimeoutError):
-                continue
-            logger.warning("worker %d still answered after being killed", w.id)
+            while not _gone(w.handle, deadline):
+                if time.monotonic() > deadline:
+                    logger.warning("worker %d still answers %.0f s after being killed", w.id, _CLOSE_TIMEOUT_S)
+                    break
+                time.sleep(0.05)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         """The job's scheduling figures (the ``ray`` section of a summary)."""
@@ -279,7 +291,8 @@ class RayUnitJob:
         import ray
 
         try:
-            worker.host = ray.get(ref)["host"]
+            info = ray.get(ref)
+            worker.host, worker.node, worker.pid = info["host"], info.get("node", ""), info.get("pid", 0)
         except ray.exceptions.RayError as exc:
             if self._any_ready:  # others built the same engine: this actor was unlucky, replace it
                 self._worker_died(worker, ref, exc)
@@ -387,6 +400,20 @@ class RayUnitJob:
         self._bar.set_postfix({f"{self.item}_s": f"{self.items_done / elapsed:.3f}",
                                "tok_s": f"{self.generated_tokens / elapsed:.1f}", "workers": len(self.alive()),
                                "retries": self.retries, "failed": len(self.failed_units)}, refresh=False)
+
+
+def _gone(handle: Any, deadline: float) -> bool:
+    """Whether a killed actor is gone (its calls fail); ``ray.kill`` only asks, and a call sent
+    right after it may still be answered."""
+    import ray
+
+    try:
+        ray.get(handle.info.remote(), timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+    except ray.exceptions.RayActorError:
+        return True
+    except (ray.exceptions.RayError, TimeoutError):
+        return False
+    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
+from meds3.rollout.ray_units import actor_info
 from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
 from meds3.rollout.shipping import Shipment
 
@@ -44,10 +44,10 @@ class RolloutWorker:
         self.value_model = build_value_model(config)  # PRM prior: the actor scores its own steps
 
     def info(self) -> dict[str, Any]:
-        """Where this actor runs: host, process id, torch threads."""
+        """Where this actor runs (host, node, process id), its torch threads and adapter."""
         import torch
 
-        return {"host": socket.gethostname(), "pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+        return {**actor_info(), "torch_threads": torch.get_num_threads(),
                 "adapter": self.config.adapter, "adapter_sha256": self.adapter_sha256}
 
     def close(self) -> dict[str, Any]:
