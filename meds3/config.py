@@ -8,7 +8,9 @@ into those dataclasses and rejects unknown keys and ill-typed values by name.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -52,6 +54,10 @@ def _read_override(raw: RawOverride, tp: Any) -> Any:
         except ValueError:
             pass
     return value
+
+
+#: A decimal number as text (``2e-4``, ``-1.5``, ``.5``); not ``nan`` or ``inf``.
+_FLOAT_TEXT = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -104,9 +110,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)  # why: YAML 1.1 reads "2e-4" (no dot) as text; a float field means the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):  # why: NaN passes every `x < 0` check and poisons training and sampling
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
@@ -114,6 +128,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if isinstance(tp, type) and not isinstance(value, tp):
         raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__}")
     return value
+
+
+def check_finite(config: Any) -> None:
+    """Raise ``ValueError`` naming the first float field of dataclass ``config`` that is NaN or
+    infinite (called first in each config's ``__post_init__``, so direct construction is
+    checked as well as loading)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+
+
+def check_output_dir(value: Any, name: str = "output_dir") -> None:
+    """Raise ``ValueError`` when an output folder is empty or blank (it would write into the
+    current directory)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ValueError(f"{name} must name a folder, got {value!r}")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
@@ -183,22 +214,52 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_OTHER_ENCODINGS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                    (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+
+
+def read_config_text(path: str | os.PathLike) -> str:
+    """The text of a config file, which must be UTF-8 (a UTF-8 byte-order mark is dropped).
+
+    Raises:
+        ConfigError: naming the file, for UTF-16/UTF-32 (byte-order mark or NUL bytes) or
+            bytes that are not UTF-8 (e.g. latin-1), with the line and byte.
+        OSError: the file cannot be read.
+    """
+    data = Path(path).read_bytes()
+    for bom, name in _OTHER_ENCODINGS:
+        if data.startswith(bom):
+            raise ConfigError(f"{path}: the file is {name}-encoded; save it as UTF-8")
+    if b"\x00" in data:
+        raise ConfigError(f"{path}: the file holds NUL bytes (UTF-16 or binary?); save it as UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                          "save the file as UTF-8") from None
+
+
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: Sequence[str] = (),
                 defaults: dict[str, Any] | None = None) -> T:
     """Build config ``cls`` from an optional YAML file, then ``defaults`` below the file,
     then ``key=value`` overrides on top.
 
     Raises:
-        ConfigError: unreadable YAML, unknown keys, bad values (naming the key).
+        ConfigError: unreadable YAML or a file not in UTF-8, unknown keys, bad values (naming
+            the key): NaN or infinite floats, and whatever the config's ``__post_init__`` refuses.
+            A float written ``2e-4`` (text to YAML 1.1) is read as the number.
     """
     data: dict[str, Any] = dict(defaults or {})
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(read_config_text(path)) or {}
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        except RecursionError:
+            raise ConfigError(f"{path}: YAML nested too deeply to read") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
         data = merge(data, loaded)
@@ -208,7 +269,6 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
 
 def save_config(config: Any, path: str | os.PathLike) -> Path:
     """Write a config as YAML; :func:`load_config` reads it back equal."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    from meds3.io import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))

@@ -35,8 +35,11 @@ def test_a_stage_that_raises_leaves_no_manifest_and_reruns(tmp_path):
     assert run_stage("iter1/policy", tmp_path / "p", lambda: {"ok": True}).skipped is False
 
 
-def test_unreadable_manifest_means_not_finished(tmp_path):
+def test_unreadable_manifest_is_a_data_error(tmp_path):
+    from meds3.data.errors import DataError
+
     (tmp_path / "manifest.json").write_text("{truncated", encoding="utf-8")
-    assert read_manifest(tmp_path) is None
+    with pytest.raises(DataError, match=r"manifest.json:line 1: not JSON"):  # written atomically: damaged from outside
+        read_manifest(tmp_path)
     write_manifest(tmp_path, {"status": "done"})
     assert read_manifest(tmp_path) == {"status": "done"}

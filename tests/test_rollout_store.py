@@ -36,7 +36,7 @@ def test_store_round_trip_is_exact(tmp_path):
     assert len(store.shards()) == 2
     again = {t.question.id: t for t in TreeStore(tmp_path).iter_trees()}
     assert [again[t.question.id].to_dict() for t in trees] == [t.to_dict() for t in trees]
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_store_refuses_a_tree_twice(tmp_path):
@@ -48,9 +48,14 @@ def test_store_refuses_a_tree_twice(tmp_path):
 
 
 def test_stale_temporary_shard_is_removed(tmp_path):
-    (tmp_path / ".tmp-local-abc.jsonl").write_text('{"half": ')
+    from meds3.io import hostname
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a reaped process: its pid names no running process
+    stale = tmp_path / f".trees-1-local-{gone.pid}-00000.jsonl.{gone.pid}@{hostname()}.0123abcd.tmp"
+    stale.write_text('{"half": ')
     TreeStore(tmp_path)
-    assert not (tmp_path / ".tmp-local-abc.jsonl").exists()
+    assert not stale.exists()
 
 
 def job_config(tmp_path, **kw):

@@ -10,6 +10,7 @@ from typing import Sequence
 from meds3 import __version__
 from meds3.config import ConfigError
 from meds3.data.errors import DataError
+from meds3.mcts.forest import EngineFailure
 
 # Modules that define ``register(subparsers)``; each adds its subcommands.
 COMMANDS = (
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ConfigError) as exc:
         print(f"meds3: error: {exc}", file=sys.stderr)
         return 2
+    except EngineFailure as exc:  # the job stopped; its finished work is stored and a rerun resumes
+        print(f"meds3: error: the generation engine failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("meds3: interrupted", file=sys.stderr)
         return 130

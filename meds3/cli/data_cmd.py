@@ -21,7 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    """Print per-file counts by task type and domain; exit 1 if any record was malformed."""
+    """Print per-file counts by task type and domain; exit 1 if any record was malformed
+    (questions their verifier cannot check included), 2 for an unknown ``--format``."""
+    from meds3.config import ConfigError
+    from meds3.data.loaders import known_formats
+
+    if args.format not in known_formats():
+        raise ConfigError(f"--format {args.format!r} is not a known format; known: {', '.join(known_formats())}")
     status = 0
     for path in args.files:
         try:

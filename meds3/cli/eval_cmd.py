@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rescore", action="store_true",
                    help="generate nothing: add missing PRM scores and recompute tables from saved responses")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="if output_dir holds responses generated with other settings, move them to "
+                        "output_dir/superseded-<time>/ and start afresh (default: refuse, naming the keys)")
     p.add_argument("--ray", action="store_true",
                    help="generate on Ray actors (ray.* config keys); starts a local Ray instance unless an address "
                         "is given")
@@ -33,11 +36,16 @@ def ray_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
+def force_kwargs(args: argparse.Namespace) -> dict:
+    """``{"force": True}`` when ``--force`` was given (else nothing: the runner's default)."""
+    return {"force": True} if getattr(args, "force", False) else {}
+
+
 def run_eval_cmd(args: argparse.Namespace) -> int:
     from meds3.eval import EvalConfig, markdown_table, run_eval
 
     config = load_config(EvalConfig, args.config, ray_overrides(args))
-    summary = run_eval(config, progress=not args.no_progress, rescore=args.rescore)
+    summary = run_eval(config, progress=not args.no_progress, rescore=args.rescore, **force_kwargs(args))
     print(markdown_table(summary["results"]), end="")
     print(f"outputs in {summary['output_dir']}")
     return 0

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. limit=8 search.max_nodes=30 model=tiny-random-llama")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="if output_dir holds trees searched with other settings, move them to "
+                        "output_dir/superseded-<time>/ and start afresh (default: refuse, naming the keys)")
     p.add_argument("--ray", action="store_true",
                    help="run on Ray actors (ray.* config keys); starts a local Ray instance unless an address is given")
     p.add_argument("--ray-address", metavar="ADDR",
@@ -33,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_rollout_cmd(args: argparse.Namespace) -> int:
     from meds3.rollout import RolloutConfig, run_rollout
 
-    from meds3.cli.eval_cmd import ray_overrides
+    from meds3.cli.eval_cmd import force_kwargs, ray_overrides
 
     config = load_config(RolloutConfig, args.config, ray_overrides(args))
-    summary = run_rollout(config, progress=not args.no_progress)
+    summary = run_rollout(config, progress=not args.no_progress, **force_kwargs(args))
     print(json.dumps(summary, indent=2))
     return 0
 

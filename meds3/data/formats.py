@@ -66,9 +66,11 @@ def record_id(record: dict, key: str, fallback: str) -> str:
 
 
 def lettered(texts: list[Any], field: str) -> dict[str, str]:
-    """Options from a list of texts, lettered A, B, C, ... in order."""
+    """Options from a list of texts, lettered A, B, C, ... in order; FieldError past Z."""
     if not texts:
         raise FieldError(field, "is empty: a multiple-choice question needs options")
+    if len(texts) > len(LETTERS):
+        raise FieldError(field, f"has {len(texts)} options but options are lettered A-Z (at most {len(LETTERS)})")
     options = {}
     for letter, text in zip(LETTERS, texts):
         if isinstance(text, bool) or not isinstance(text, (str, int, float)):

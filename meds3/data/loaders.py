@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -14,6 +13,7 @@ from meds3.data.formats import FORMATS, detect_format
 from meds3.data.question import MedQuestion
 from meds3.data.reader import (RawRecord, container_of, iter_csv, iter_json_array, iter_jsonl,
                                load_json_document, read_bytes)
+from meds3.data.validate import validate_question
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +67,19 @@ def _medmcqa_cop_base(records: list[RawRecord], requested: str) -> int:
     if requested in ("medmcqa-0", "medmcqa-1"):
         return int(requested[-1])
     cops = {r.value.get("cop") for r in records if isinstance(r.value, dict)}
-    cops = {int(c) for c in cops if isinstance(c, int) or (isinstance(c, str) and c.isdigit())}
+    cops = {int(c) for c in cops if (isinstance(c, int) and not isinstance(c, bool) and abs(c) < 100)
+            or (isinstance(c, str) and c.isdigit() and len(c) < 3)}
     if 0 in cops:
         return 0
     if 4 not in cops:
         logger.warning("MedMCQA 'cop' values %s fit both 0-3 and 1-4; assuming the original 1-4 "
                        "(pass format='medmcqa-0' for the Hugging Face copy)", sorted(cops))
     return 1
+
+
+def known_formats() -> list[str]:
+    """Every name ``load_questions(format=...)`` accepts: ``auto``, the formats and their aliases."""
+    return ["auto", *sorted(set(FORMATS) | (set(FORMAT_ALIASES) - {"auto"}))]
 
 
 def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str = "raise",
@@ -94,7 +100,11 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
 
     Raises:
         DataError: naming file, line/record and field, for a malformed record (with
-            ``on_error="raise"``) or a file-level problem (missing, empty, unknown format).
+            ``on_error="raise"``) or a file-level problem (missing, empty, undetectable
+            format). A record is malformed also when its question cannot be stored or
+            checked (:func:`meds3.data.validate.validate_question`: a numeric gold ``"abc"``
+            or ``NaN``, a tolerance ``Infinity``, a lone surrogate, nesting past 64 levels).
+        ValueError: ``on_error`` or ``format`` is not a known value.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -102,7 +112,7 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
     requested = format
     fmt = FORMAT_ALIASES.get(format, format)
     if fmt != "auto" and fmt not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; known: auto, {', '.join(sorted(FORMATS))}")
+        raise ValueError(f"unknown format {format!r}; known: {', '.join(known_formats())}")
     container = "csv" if fmt == "mmlu" else None
     container, records = read_records(path, container)
     if fmt == "auto":
@@ -137,8 +147,16 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
             continue
         try:
             q = convert(raw.value, index, {**ctx_base, **raw.context})
+            validate_question(q)
         except FieldError as exc:
             fail(raw.where, exc.field, str(exc))
+            continue
+        except KeyError as exc:  # a converter of an explicitly asked format on another format's record
+            fail(raw.where, str(exc.args[0]) if exc.args else None, f"is missing (is this a {fmt} file?)")
+            continue
+        except (ValueError, TypeError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
+            # why: a converter meeting data it did not foresee reports the record, not a traceback
+            fail(raw.where, None, f"cannot read the record ({type(exc).__name__}: {exc})")
             continue
         if q.id in seen:
             fail(raw.where, "id", f"duplicate id {q.id!r} (first at {seen[q.id]})")
@@ -156,18 +174,10 @@ def save_questions(path: str | os.PathLike, questions: Iterable[MedQuestion]) ->
 
     Returns the path written; :func:`load_questions` reads it back to equal objects.
     """
+    from meds3.io import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for q in questions:
-                f.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        for q in questions:
+            f.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
     return path

@@ -43,13 +43,13 @@ def container_of(path: Path, data: bytes) -> str:
         try:
             json.loads(first_line.decode("utf-8", errors="strict"))
             return "jsonl"
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             # A pretty-printed document spans lines; a broken first JSONL line does not parse
             # as a whole document either, and is then reported line by line.
             try:
                 json.loads(data.decode("utf-8"))
                 return "json"
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, ValueError, RecursionError):
                 return "jsonl"
     return "jsonl"
 
@@ -92,6 +92,9 @@ def iter_jsonl(data: bytes) -> Iterator[RawRecord]:
         except json.JSONDecodeError as exc:
             yield RawRecord(where, error=f"invalid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except (ValueError, RecursionError) as exc:
+            yield RawRecord(where, error=unreadable_json(exc))
+            continue
         yield RawRecord(where, value=value)
 
 
@@ -107,6 +110,16 @@ def load_json_document(path: Path, data: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(str(path), f"line {exc.lineno}", f"invalid JSON ({exc.msg} at column {exc.colno})")
+    except (ValueError, RecursionError) as exc:
+        raise DataError(str(path), None, unreadable_json(exc)) from None
+
+
+def unreadable_json(exc: Exception) -> str:
+    """Why valid JSON syntax could not be read: nesting past Python's recursion limit, or an
+    integer past its 4300-digit conversion limit."""
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deeply to read (lists or objects inside each other thousands of times)"
+    return f"JSON value cannot be read ({exc})"
 
 
 def iter_json_array(doc: list) -> Iterator[RawRecord]:

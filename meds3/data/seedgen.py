@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from meds3.data import calculators as calc
 from meds3.data.question import MedQuestion
+from meds3.io import atomic_open
 
 LEVELS = ("easy", "medium", "hard")
 SOURCE = "meds3-clinical-calc"
@@ -518,20 +519,13 @@ def generate_calc_file(path: str | os.PathLike[str], n: int, seed: int = 0,
                        calculators: Iterable[str] | None = None) -> Path:
     """Write :func:`generate_calc_questions` output as JSONL (one ``to_dict()`` per line).
 
-    The file is written to a temporary sibling and moved into place with ``os.replace``, so a
-    reader never sees half a file. Returns the path; raises as :func:`generate_calc_questions`
+    The file is written atomically (:func:`meds3.io.atomic_open`), so a reader never sees half a
+    file. Returns the path; raises as :func:`generate_calc_questions`
     or ``OSError`` when the folder is not writable.
     """
     path = Path(path)
     questions = generate_calc_questions(n, seed, levels, calculators)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # plain open: umask permissions
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for q in questions:
-                fh.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        for q in questions:
+            fh.write(json.dumps(q.to_dict(), ensure_ascii=False) + "\n")
     return path

@@ -111,6 +111,65 @@ def get_backend(name: str) -> type[Engine]:
     return _BACKENDS[name]
 
 
+#: Options a config's ``engine:`` section may set, per built-in backend: the backend's
+#: constructor keywords (a loaded ``tokenizer`` object is for library callers only) and, for
+#: vLLM, the ``vllm.LLM`` keywords meds3 forwards (:data:`VLLM_LLM_OPTIONS`). Anything else is
+#: refused by name, so a typo or an option that changes what code runs never reaches the engine.
+TRANSFORMERS_OPTIONS = frozenset({
+    "device", "dtype", "max_batch_size", "kv_cache_mb", "max_prefill_tokens", "prefix_cache_mb",
+    "cache_generated", "share_prefill", "seed", "attn_implementation", "trust_remote_code"})
+VLLM_OWN_OPTIONS = frozenset({
+    "dtype", "enable_lora", "max_lora_rank", "max_loras", "max_model_len", "gpu_memory_utilization",
+    "enforce_eager", "seed", "trust_remote_code"})
+VLLM_LLM_OPTIONS = frozenset({
+    "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "distributed_executor_backend",
+    "quantization", "kv_cache_dtype", "kv_cache_memory_bytes", "max_num_seqs", "max_num_batched_tokens",
+    "enable_chunked_prefill", "cpu_offload_gb", "block_size", "max_cpu_loras", "num_gpu_blocks_override",
+    "tokenizer_mode", "revision", "tokenizer_revision", "code_revision", "disable_custom_all_reduce",
+    "disable_log_stats", "load_format", "download_dir", "max_logprobs", "enable_sleep_mode",
+    "compilation_config"})
+BACKEND_OPTIONS: dict[str, frozenset[str]] = {
+    "transformers": TRANSFORMERS_OPTIONS,
+    "vllm": VLLM_OWN_OPTIONS | VLLM_LLM_OPTIONS,
+}
+
+
+def engine_option_names(backend: str) -> frozenset[str] | None:
+    """Options ``engine:`` may set for ``backend``; ``None`` when any are accepted (a registered
+    backend whose constructor takes ``**kwargs``)."""
+    import inspect
+
+    if backend in BACKEND_OPTIONS:
+        return BACKEND_OPTIONS[backend]
+    if backend not in _BACKENDS:
+        return None  # an unknown backend is refused by name where it is built
+    params = inspect.signature(_BACKENDS[backend].__init__).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params if p.name not in ("self", "model")
+                     and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def check_engine_options(backend: str, options: dict[str, Any]) -> None:
+    """Refuse engine options the backend does not know.
+
+    Raises:
+        ConfigError: naming the first unknown key (``engine.<key>``) and listing the allowed ones.
+    """
+    from meds3.config import ConfigError
+
+    allowed = engine_option_names(backend)
+    if allowed is None:
+        return
+    unknown = sorted(k for k in options if k not in allowed)
+    if unknown:
+        raise ConfigError(f"engine.{unknown[0]}: not an option of the {backend} backend; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    trust = options.get("trust_remote_code", False)
+    if not isinstance(trust, bool):
+        raise ConfigError(f"engine.trust_remote_code: expected true or false, got {trust!r}")
+
+
 def build_engine(model: str | os.PathLike, backend: str = "transformers", **options: Any) -> Engine:
     """Build a generation engine.
 

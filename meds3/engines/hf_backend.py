@@ -85,6 +85,9 @@ class TransformersEngine(Engine):
         seed: seeds the draws of requests that have no seed.
         attn_implementation: transformers attention kernel; the default is ``sdpa`` with
             grouped-query decoding that reads the KV cache in place (``fast_ops.py``).
+        trust_remote_code: run Python code shipped in the model's repository (custom model or
+            tokenizer classes) when loading it; off by default, since that code runs with this
+            process's rights. Passed to both the model and the tokenizer loading.
     """
 
     def __init__(self, model: Any, *, tokenizer: Any = None, device: str | None = None,
@@ -92,7 +95,7 @@ class TransformersEngine(Engine):
                  kv_cache_mb: int | None = None, max_prefill_tokens: int = 4096,
                  prefix_cache_mb: int = 1024, cache_generated: bool = True,
                  share_prefill: bool = True, seed: int = 0,
-                 attn_implementation: str = fast_ops.NAME):
+                 attn_implementation: str = fast_ops.NAME, trust_remote_code: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -102,8 +105,10 @@ class TransformersEngine(Engine):
         if isinstance(model, (str, os.PathLike)):
             self.model_path = str(resolve_model(model))
             self.model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=self.dtype, attn_implementation=attn_implementation)
-            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.model_path)
+                self.model_path, dtype=self.dtype, attn_implementation=attn_implementation,
+                trust_remote_code=trust_remote_code)
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
+                self.model_path, trust_remote_code=trust_remote_code)
             if self.device.type == "cpu":
                 fast_ops.chunk_output_head(self.model)
         else:

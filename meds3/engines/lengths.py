@@ -77,10 +77,13 @@ def check_fits(needs: dict[str, ContextNeed], engine: dict[str, Any], backend: s
         else None.
 
     Raises:
-        ConfigError: a need above ``engine.max_model_len`` or the model's context, naming the keys.
+        ConfigError: a need above ``engine.max_model_len`` or the model's context, naming the keys;
+            an engine option the backend does not know.
     """
     from meds3.config import ConfigError
+    from meds3.engines.base import check_engine_options
 
+    check_engine_options(backend, engine)  # an unknown key is named before its value is read
     if not needs:
         return engine.get("max_model_len")
     stage, need = max(needs.items(), key=lambda kv: kv[1].total)
@@ -97,7 +100,14 @@ def check_fits(needs: dict[str, ContextNeed], engine: dict[str, Any], backend: s
 
 
 def with_context(engine: dict[str, Any], backend: str, context: Optional[int]) -> dict[str, Any]:
-    """Engine options with ``max_model_len`` set to ``context`` for vLLM when the user set none."""
+    """Engine options with ``max_model_len`` set to ``context`` for vLLM when the user set none.
+
+    Raises:
+        ConfigError: an option the backend does not know (:func:`meds3.engines.base.check_engine_options`).
+    """
+    from meds3.engines.base import check_engine_options
+
+    check_engine_options(backend, engine)
     options = dict(engine)
     if backend == "vllm" and context is not None and "max_model_len" not in options:
         options["max_model_len"] = context

@@ -24,6 +24,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,11 +67,36 @@ def embedded_aliases() -> list[str]:
     return sorted(_BUILDERS)
 
 
+#: A Hugging Face repository id: ``owner/name``, each part letters, digits, ``-``, ``_``, ``.``,
+#: not starting or ending with ``-`` or ``.``, without ``--`` or ``..``, at most 96 characters.
+_HUB_PART = r"(?!\S*(?:--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+HUB_ID = re.compile(rf"{_HUB_PART}/{_HUB_PART}")
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether a model name is meant as a local path rather than an alias or Hub id: it starts
+    with ``./``, ``../``, ``/`` or ``~``, is ``.`` or ``..``, holds a backslash or more than the
+    one ``/`` of ``owner/name``, ends with ``/``, or its first part exists here."""
+    if name in (".", "..") or name.startswith(("./", "../", "/", "~")):
+        return True
+    if "\\" in name or name.count("/") > 1 or name.endswith("/"):
+        return True
+    return "/" in name and os.path.exists(name.split("/", 1)[0])
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a Hugging Face repository id (``owner/name``)."""
+    return bool(HUB_ID.fullmatch(name))
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
     """Turn a model name into a local directory the engines can load.
 
     Order: an existing local directory; an embedded alias (exact name, case-insensitive);
     a Hugging Face id (from the local hub cache, or downloaded where the hub is reachable).
+    A name that looks like a path (:func:`looks_like_path`) but does not exist is an error,
+    never a Hub download under that name; a Hub id must be ``owner/name`` (:data:`HUB_ID`).
+    Each error says which of the three was tried.
 
     Args:
         name_or_path: a directory, an alias from :func:`embedded_aliases`, or a hub id.
@@ -79,17 +105,28 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         Path of a directory with ``config.json``, weights and tokenizer files.
 
     Raises:
-        ModelResolutionError: the name is none of the above, the alias needs a missing
+        ModelResolutionError: the name is none of the above (a missing local path, or a name
+            that is neither an alias nor an ``owner/name`` Hub id), the alias needs a missing
             package (the message has the install command), or the hub cannot be reached.
     """
-    path = Path(os.fspath(name_or_path)).expanduser()
+    name = os.fsdecode(os.fspath(name_or_path))
+    path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelResolutionError(f"{path} is a directory but has no config.json")
         return path
-    name = str(name_or_path)
+    if path.exists():
+        raise ModelResolutionError(f"model {name!r}: tried as a local path: {path} is a file, "
+                                   "expected a model directory (config.json, weights, tokenizer)")
+    if isinstance(name_or_path, os.PathLike) or looks_like_path(name):
+        raise ModelResolutionError(f"model {name!r}: tried as a local path: {path} does not exist "
+                                   "(a path is never looked up on the Hugging Face hub)")
     if name.lower() in _BUILDERS:
         return ensure_alias(name.lower())
+    if not is_hub_id(name):
+        raise ModelResolutionError(
+            f"model {name!r} is not a local directory, not an embedded alias ({', '.join(embedded_aliases())}), "
+            "and not a Hugging Face id of the form owner/name; nothing was fetched")
     return _resolve_hub_id(name)
 
 
@@ -176,7 +213,7 @@ def _resolve_hub_id(name: str) -> Path:
     except Exception as exc:  # noqa: BLE001 - every hub failure gets the same actionable message
         raise ModelResolutionError(
             f"model {name!r} is not a local directory, not an embedded alias "
-            f"({', '.join(embedded_aliases())}), and could not be fetched from the Hugging Face "
+            f"({', '.join(embedded_aliases())}), and as a Hugging Face id it could not be fetched from the "
             f"hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
             "Pass a local model directory or an alias instead."
         ) from exc

@@ -17,7 +17,7 @@ import os
 import random
 from typing import Any, Sequence
 
-from meds3.engines.base import Engine, register_backend
+from meds3.engines.base import VLLM_LLM_OPTIONS, VLLM_OWN_OPTIONS, Engine, register_backend
 from meds3.engines.models import resolve_model
 from meds3.engines.types import GenerationRequest, GenerationResult, Sample
 
@@ -54,13 +54,25 @@ class VLLMEngine(Engine):
             default 0.3 on CPU, 0.85 on GPU.
         enforce_eager: skip graph capture / compilation (default True on CPU).
         seed: engine seed; requests without a seed draw one from it.
-        **llm_kwargs: passed to ``vllm.LLM``.
+        trust_remote_code: run Python code shipped in the model's repository when loading it
+            (tokenizer, config and ``vllm.LLM``); off by default, since that code runs with this
+            process's rights.
+        **llm_kwargs: passed to ``vllm.LLM``; only the names in
+            :data:`meds3.engines.base.VLLM_LLM_OPTIONS` (``tensor_parallel_size``,
+            ``quantization``, ``max_num_seqs``, ...).
+
+    Raises:
+        ValueError: an ``llm_kwargs`` name outside that list (named, with the allowed ones).
     """
 
     def __init__(self, model: Any, *, dtype: str | None = None, enable_lora: bool = False,
                  max_lora_rank: int = 16, max_loras: int = 2, max_model_len: int | None = None,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
-                 seed: int = 0, **llm_kwargs: Any):
+                 seed: int = 0, trust_remote_code: bool = False, **llm_kwargs: Any):
+        unknown = sorted(set(llm_kwargs) - VLLM_LLM_OPTIONS)
+        if unknown:
+            raise ValueError(f"vllm engine option {unknown[0]!r} is not allowed; allowed: "
+                             f"{', '.join(sorted(VLLM_OWN_OPTIONS | VLLM_LLM_OPTIONS))}")
         vllm = _import_vllm()
         from transformers import AutoConfig, AutoTokenizer
         from vllm.platforms import current_platform
@@ -74,14 +86,16 @@ class VLLMEngine(Engine):
                 f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1))
                 else ",".join(map(str, cores)))
         self.model_path = str(resolve_model(model))
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
         if max_model_len is None:
-            cfg = AutoConfig.from_pretrained(self.model_path).get_text_config()
+            cfg = AutoConfig.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
+            cfg = cfg.get_text_config()
             max_model_len = min(getattr(cfg, "max_position_embeddings", 4096) or 4096, 4096)
         kwargs: dict[str, Any] = dict(
             model=self.model_path, tokenizer=self.model_path,
             dtype=dtype or ("float32" if on_cpu else "bfloat16"),
             enable_prefix_caching=True, seed=seed, max_model_len=max_model_len,
+            trust_remote_code=trust_remote_code,
             enforce_eager=on_cpu if enforce_eager is None else enforce_eager,
             gpu_memory_utilization=gpu_memory_utilization or (0.3 if on_cpu else 0.85),
         )

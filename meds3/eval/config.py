@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
@@ -69,8 +70,17 @@ class EvalConfig:
     ray: RayConfig = field(default_factory=lambda: RayConfig(unit_size=16))
 
     def __post_init__(self) -> None:
+        from meds3.config import check_finite, check_output_dir
+        from meds3.engines.types import SamplingParams
+
+        check_finite(self)
+        check_output_dir(self.output_dir)
         if not self.datasets:
             raise ValueError("datasets must list at least one benchmark file")
+        # SamplingParams names temperature, top_p or max_new_tokens when one is out of range.
+        SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens)
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.n < 1:
@@ -118,10 +128,17 @@ class EvalConfig:
         return BudgetConfig(**{**self.budget.__dict__, "max_thinking_tokens": max_thinking})
 
     def generation_key(self) -> dict[str, Any]:
-        """Settings that change generated responses (a resumed run must keep them)."""
+        """Settings that change generated responses (a resumed run must keep them): the policy
+        (model, adapter path and content hash, backend, the engine options that shape outputs:
+        :func:`meds3.resume.engine_key`), sampling, forcing and prompt."""
+        from meds3.resume import engine_key
+        from meds3.rollout.shipping import dir_sha256
+
         return {"model": self.model, "adapter": self.adapter, "temperature": self.temperature,
                 "top_p": self.top_p, "max_new_tokens": self.max_new_tokens, "seed": self.seed,
-                "budget": dict(self.budget.__dict__), "prompt": prompt_key(self.prompt)}
+                "budget": dict(self.budget.__dict__), "prompt": prompt_key(self.prompt),
+                "backend": self.backend, "engine": engine_key(self.engine),
+                "adapter_sha256": dir_sha256(self.adapter) if self.adapter and os.path.isdir(self.adapter) else ""}
 
 
 # Prompt fields added after responses may have been saved: left out of the key at their

@@ -11,6 +11,7 @@ from typing import Any
 
 from meds3.config import to_dict
 from meds3.data.question import MedQuestion
+from meds3.io import append_lines
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,7 @@ def run_mcts(config, out: Path, datasets: dict[str, list[MedQuestion]], engine: 
             chunk = qs[k:k + config.chunk_size]
             answers = prm_guided_mcts(chunk, engine, scorer, config.mcts_search, config.prompt, config.adapter,
                                       live_trees=config.chunk_size)
-            with mcts_path(out, name).open("a", encoding="utf-8") as f:
-                for a in answers:
-                    f.write(json.dumps(a.to_record(), ensure_ascii=False) + "\n")
+            append_lines(mcts_path(out, name), [json.dumps(a.to_record(), ensure_ascii=False) for a in answers])
             bar.update(len(chunk))
     bar.close()
     return engine

@@ -106,7 +106,6 @@ class RayEvalJob(RayUnitJob):
         self.engine_factory = engine_factory
         self.served_adapters: set[str] = set()
         self._shipment = None
-        self._runs: dict[int, Any] = {}  # unit id -> its Run
         self._written: dict[Path, set[str]] = {}
 
     def actor_class(self) -> type:
@@ -120,14 +119,14 @@ class RayEvalJob(RayUnitJob):
         return worker_id, self.config, self.engine_factory, self._shipment
 
     def unit_args(self, unit: Unit) -> tuple:
-        run = self._runs[unit.id]
+        run = unit.payload
         return unit.id, run.kind, run.n, run.budget, [q.to_dict() for q in unit.questions]
 
     def store_result(self, unit: Unit, result: dict[str, Any]) -> int:
         from meds3.eval.runner import append_responses, read_responses, response_path
         from meds3.infer.sampler import Response
 
-        path = response_path(self.out, unit.meta["dataset"], self._runs[unit.id])
+        path = response_path(self.out, unit.meta["dataset"], unit.payload)
         if path not in self._written:
             self._written[path] = set(read_responses(path))
         written = self._written[path]
@@ -141,8 +140,8 @@ class RayEvalJob(RayUnitJob):
     def run_chunks(self, chunks: list[tuple[str, Any, list[MedQuestion]]]) -> dict[str, Any]:
         """Generate every chunk; returns the scheduling summary."""
         started = time.perf_counter()
-        units = [Unit(i, chunk, {"dataset": name, "run": run.name}) for i, (name, run, chunk) in enumerate(chunks)]
-        self._runs = {i: run for i, (_, run, _) in enumerate(chunks)}
+        units = [Unit(i, chunk, {"dataset": name, "run": run.name}, payload=run)
+                 for i, (name, run, chunk) in enumerate(chunks)]
         self.run_units(units, total=sum(len(chunk) * run.n for _, run, chunk in chunks))
         summary = self.summary(time.perf_counter() - started)
         summary["served_adapters"] = sorted(self.served_adapters)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Optional, Sequence
 
 from meds3.infer.sampler import Response
 from meds3.infer.selectors import get_selector, needs_prm
+from meds3.io import atomic_open, atomic_write_figure, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,12 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
 def write_tables(out: Path, summary: dict[str, Any]) -> None:
     """``results.json``, ``results.csv`` (main rows) and ``results.md``."""
-    (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    with (out / "results.csv").open("w", newline="", encoding="utf-8") as f:
+    atomic_write_json(out / "results.json", summary)
+    with atomic_open(out / "results.csv", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(summary["results"])
-    (out / "results.md").write_text(markdown_table(summary["results"]), encoding="utf-8")
+    atomic_write_text(out / "results.md", markdown_table(summary["results"]))
 
 
 def write_plots(out: Path, rows: Sequence[dict], vs_n: Sequence[dict]) -> None:
@@ -167,7 +167,7 @@ def write_plots(out: Path, rows: Sequence[dict], vs_n: Sequence[dict]) -> None:
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_n.png", dpi=120)
+    atomic_write_figure(fig, out / "accuracy_vs_n.png", dpi=120)
     plt.close(fig)
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.6), squeeze=False)
     labels = [_budget_label(b) for b in budgets]
@@ -185,5 +185,5 @@ def write_plots(out: Path, rows: Sequence[dict], vs_n: Sequence[dict]) -> None:
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_budget.png", dpi=120)
+    atomic_write_figure(fig, out / "accuracy_vs_budget.png", dpi=120)
     plt.close(fig)

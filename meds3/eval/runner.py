@@ -9,18 +9,20 @@ Output directory:
 
 A rerun generates only questions missing from the response files. ``rescore=True`` never
 generates: it scores missing PRM step scores (when a PRM is given) and recomputes every table.
+Responses are appended with fsync per chunk; an unterminated last line (a write torn by a crash)
+is cut off with a warning when a job starts, so its question is generated again. The job holds
+the output folder's lock (:mod:`meds3.locks`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from meds3.config import ConfigError, save_config
+from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.data.loaders import load_questions
 from meds3.data.question import MedQuestion
@@ -29,6 +31,8 @@ from meds3.eval.mcts_eval import mcts_rows, run_mcts
 from meds3.eval.report import accuracy_rows, write_plots, write_tables
 from meds3.infer.api import load_scorer, score_many
 from meds3.infer.sampler import Response, SamplerConfig, sample_responses
+from meds3.io import append_lines, atomic_open, drop_torn_tail, remove_stale_temps
+from meds3.locks import locks_output
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +103,26 @@ def read_responses(path: Path) -> dict[str, list[Response]]:
 def read_records(path: Path, parse, what: str) -> dict[str, Any]:
     """Question id -> ``parse(record)`` for each JSON line of ``path`` (missing file: empty).
 
+    An unterminated last line (a write torn by a crash, or one in progress) is not a record:
+    it is skipped with a warning (:func:`meds3.io.drop_torn_tail` cuts it off before a resume).
+
     Raises:
         DataError: a malformed line (file and line named, ``what`` says which kind of record).
     """
     out: dict[str, Any] = {}
     if not path.exists():
         return out
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    lines = path.read_bytes().split(b"\n")
+    if lines.pop().strip():  # the bytes after the last newline
+        logger.warning("%s:%d: unterminated last line ignored (an interrupted write; a resume generates "
+                       "its question again)", path, len(lines) + 1)
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(raw.decode("utf-8"))
             out[record["question_id"]] = parse(record)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
             raise DataError(str(path), lineno, f"bad {what} record: {exc}") from exc
     return out
 
@@ -121,31 +132,34 @@ def _line(qid: str, responses: list[Response]) -> str:
 
 
 def write_responses(path: Path, records: dict[str, list[Response]]) -> None:
-    """Rewrite a response file atomically."""
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(_line(q, rs) + "\n" for q, rs in records.items()), encoding="utf-8")
-    os.replace(tmp, path)
+    """Rewrite a response file atomically (:func:`meds3.io.atomic_open`)."""
+    with atomic_open(path) as f:
+        for q, rs in records.items():
+            f.write(_line(q, rs) + "\n")
 
 
-def _check_resume(out: Path, config: EvalConfig) -> None:
-    """A resumed run must generate with the settings its saved responses came from."""
-    check_saved_settings(out / "generation.json", config.generation_key(), "saved responses were generated")
+def _check_resume(out: Path, config: EvalConfig, force: bool = False) -> bool:
+    """A resumed run must generate with the settings its saved responses came from; True
+    when ``force`` moved mismatching outputs aside."""
+    return check_saved_settings(out / "generation.json", config.generation_key(), "saved responses were generated", force)
 
 
-def check_saved_settings(path: Path, key: dict[str, Any], what: str) -> None:
-    """Record ``key`` in ``path`` on a first run; on a rerun, refuse other settings.
+def check_saved_settings(path: Path, key: dict[str, Any], what: str, force: bool = False) -> bool:
+    """Record ``key`` in ``path`` on a first run; on a rerun, refuse other settings
+    (:func:`meds3.resume.check_settings`; keys an older version did not record are accepted).
+
+    Args:
+        force: on a mismatch, move the folder's outputs to ``superseded-<time>/`` and start afresh.
+
+    Returns:
+        True when ``force`` moved the outputs aside.
 
     Raises:
         ConfigError: ``path`` holds settings that differ from ``key`` (the differing keys named).
     """
-    key = json.loads(json.dumps(key))
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(saved) | set(key) if saved.get(k) != key.get(k))
-        if changed:
-            raise ConfigError(f"{path.parent}: {what} with other settings ({', '.join(changed)}); use a new output_dir")
-    else:
-        path.write_text(json.dumps(key, indent=2), encoding="utf-8")
+    from meds3.resume import check_settings
+
+    return check_settings(path, key, what, force)
 
 
 def plan_chunks(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],
@@ -168,12 +182,8 @@ def plan_chunks(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuest
 
 
 def append_responses(path: Path, questions: list[MedQuestion], results: list[list[Response]]) -> None:
-    """Append one chunk's responses (one line per question) and make them durable."""
-    with path.open("a", encoding="utf-8") as f:
-        for q, rs in zip(questions, results):
-            f.write(_line(q.id, rs) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one chunk's responses (one line per question) and make them durable (fsync)."""
+    append_lines(path, [_line(q.id, rs) for q, rs in zip(questions, results)])
 
 
 class GenerationTally:
@@ -243,8 +253,10 @@ def _score(out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run], s
             bar.close()
 
 
+@locks_output("eval")
 def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progress: bool = True,
-             rescore: bool = False, engine_factory: Any = None, on_unit_done: Any = None) -> dict[str, Any]:
+             rescore: bool = False, engine_factory: Any = None, on_unit_done: Any = None,
+             force: bool = False) -> dict[str, Any]:
     """Evaluate the policy on every dataset, run and selector; resumable.
 
     With ``config.ray.enabled`` the responses are generated on Ray actors
@@ -261,6 +273,8 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
         rescore: generate nothing; add missing PRM scores and recompute the tables.
         engine_factory: Ray only: ``factory(config) -> engine`` run in each actor.
         on_unit_done: Ray only: ``hook(job, result)`` after each stored unit.
+        force: when the saved responses were generated with other settings (``generation.json``),
+            move the folder's outputs to ``superseded-<time>/`` and start afresh instead of refusing.
 
     Returns:
         ``{"results": rows, "accuracy_vs_n": rows, "output_dir": str}`` (plus ``ray``: the
@@ -270,10 +284,15 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
     Raises:
         DataError: unreadable benchmark or response files.
         ConfigError: the output directory holds responses generated with other settings.
+        OutputLocked: another job holds ``output_dir`` (on Ray the driver holds it).
     """
     out = Path(config.output_dir)
     (out / "responses").mkdir(parents=True, exist_ok=True)
-    _check_resume(out, config)
+    remove_stale_temps(out / "responses")
+    for path in sorted((out / "responses").glob("*.jsonl")):
+        drop_torn_tail(path)  # appends must start on a fresh line
+    if _check_resume(out, config, force):
+        (out / "responses").mkdir(parents=True, exist_ok=True)  # moved aside with the old outputs
     save_config(config, out / "config.yaml")
     datasets = load_datasets(config)
     runs = plan_runs(config)

@@ -14,11 +14,21 @@ Directory layout under ``output_dir``::
 
 Every stage directory gets a ``manifest.json`` when it finishes; a rerun skips those
 stages, resumes the rollout or evaluation in progress and retrains an unfinished trainer.
+
+Resume checks: ``split.json`` records the ids of the rollout pool and the held-out questions;
+a rerun whose seeds, seed order or ``held_out`` give another split is refused (a question
+that moved from the pool into the held-out set may have been trained on). Each manifest
+records its stage's fingerprint (its settings, and the fingerprints of the stages it read);
+a finished stage with other settings is refused, naming the keys. ``force`` starts what
+differs afresh: the mismatching stage and, through the fingerprints, every stage after it
+(the whole loop for a new split); old outputs are moved to ``superseded-<time>/`` folders.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +39,7 @@ from meds3.data.question import MedQuestion
 from meds3.evolve.config import LOOP_FIELDS, EvolveConfig
 from meds3.evolve.report import write_report
 from meds3.evolve.stages import StageResult, run_stage
+from meds3.locks import locks_output
 
 logger = logging.getLogger(__name__)
 
@@ -94,25 +105,39 @@ class _Engines:
             self.engine = None
 
 
-def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the evolution loop.
+@locks_output("evolve")
+def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dict[str, Any]:
+    """Run (or resume) the evolution loop, holding ``output_dir``'s lock (each stage also locks
+    its own subfolder).
 
     Args:
         config: the loop.
         progress: progress bars in the stages.
+        force: start afresh what was made with other settings (see the module docstring)
+            instead of refusing.
 
     Returns:
         The report: one row per (policy, dataset, selector) with its accuracy, plus the
         stage summaries (also written to ``report.json``/``.md``/``.csv`` and a plot).
+
+    Raises:
+        ConfigError: a split or a stage made with other settings (without ``force``).
+        DataError: a damaged manifest or seed file, before any stage runs.
     """
     from meds3.eval import run_eval
     from meds3.rollout import run_rollout
     from meds3.train import train_policy, train_prm
 
+    from meds3.evolve.stages import read_manifest
+    from meds3.rollout.runner import rollout_fingerprint
+
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
     pool, held_out = split_seeds(config)
+    check_split(out, pool, held_out, force)
+    for manifest in sorted(out.glob("iter*/*/manifest.json")):
+        read_manifest(manifest.parent)  # why: a damaged manifest fails now, not after hours of earlier stages
+    save_config(config, out / "config.yaml")
     eval_files = list(config.eval_datasets)
     if held_out:
         save_questions(out / "held_out.jsonl", held_out)
@@ -124,6 +149,8 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
     adapter: Optional[str] = None  # policy k's adapter (None: the base model)
     prev_prm: Optional[str] = None  # PRM k (None before the first PRM is trained)
     tree_dirs: list[str] = []
+    lineage: dict[str, str] = {}  # stage directory -> digest of its fingerprint (later stages record it)
+    prm_stage: Optional[str] = None  # the directory of the stage that trained prev_prm
     try:
         for k in range(1, config.iterations + 1):
             it = out / f"iter{k}"
@@ -137,31 +164,40 @@ def run(config: EvolveConfig, progress: bool = True) -> dict[str, Any]:
                                 output_dir=str(it / "rollout"), model=config.base_model, backend=config.backend,
                                 engine=config.engine_options(), adapter=adapter, limit=None, search=search,
                                 prompt=prompt, prm=prev_prm if search.prm_prior_weight > 0 else None)
+            fp = {**rollout_fingerprint(rollout_cfg), "questions": [q.id for q in questions],
+                  "prm_stage": lineage.get(prm_stage) if rollout_cfg.prm else None}
+            lineage[str(it / "rollout")] = _digest(fp)
             stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda: run_rollout(
-                rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress),
-                inputs={"questions": len(questions), "adapter": adapter, "prm": rollout_cfg.prm}))
+                rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress, force=force),
+                inputs={"questions": len(questions), "adapter": adapter, "prm": rollout_cfg.prm},
+                fingerprint=fp, force=force))
             # Newest first: where a cap on paths per question applies, the newest policy's paths win.
             tree_dirs = [str(it / "rollout"), *tree_dirs] if config.accumulate_trees else [str(it / "rollout")]
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
                                output_dir=str(it / "policy"))
+            fp = _train_fingerprint(policy_cfg, tree_dirs, lineage)
+            lineage[str(it / "policy")] = _digest(fp)
             policy = run_stage(f"iter{k}/policy", it / "policy",
                                lambda: _train(train_policy, policy_cfg, progress, adapter, engines),
-                               inputs={"trees": tree_dirs})
+                               inputs={"trees": tree_dirs}, fingerprint=fp, force=force)
             prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
                             output_dir=str(it / "prm"))
+            fp = _train_fingerprint(prm_cfg, tree_dirs, lineage)
+            lineage[str(it / "prm")] = _digest(fp)
             prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, None, engines),
-                            inputs={"trees": tree_dirs})
+                            inputs={"trees": tree_dirs}, fingerprint=fp, force=force)
             stages += [policy, prm]
             _free_gpu_memory()
             prm_dir = prm.summary.get("prm_dir", str(it / "prm")) if "skipped" not in prm.summary else None
-            prev_prm = prm_dir
+            prev_prm, prm_stage = prm_dir, str(it / "prm")
+            resume = {"force": force, "prm_stage": lineage[prm_stage] if prm_dir else None}
             if k == 1 and config.eval_base:
                 evals.append(("base", _evaluate(config, engines, eval_files, None, prm_dir,
-                                                out / "iter0" / "eval", "iter0/eval", progress, run_eval)))
+                                                out / "iter0" / "eval", "iter0/eval", progress, run_eval, **resume)))
             # A policy stage with nothing to learn from keeps the previous policy.
             adapter = policy.summary.get("adapter_dir")
             evals.append((f"iter{k}", _evaluate(config, engines, eval_files, adapter, prm_dir,
-                                                it / "eval", f"iter{k}/eval", progress, run_eval)))
+                                                it / "eval", f"iter{k}/eval", progress, run_eval, **resume)))
     finally:
         engines.close()
     stages += [r for _, r in evals]
@@ -200,7 +236,8 @@ def _free_gpu_memory() -> None:
 
 
 def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter: Optional[str], prm: Optional[str],
-              directory: Path, name: str, progress: bool, run_eval) -> StageResult:
+              directory: Path, name: str, progress: bool, run_eval, force: bool = False,
+              prm_stage: Optional[str] = None) -> StageResult:
     eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
                      engine=config.engine_options(), adapter=adapter, prm=prm, output_dir=str(directory))
     # With release_engine, run_eval builds its own engine and closes it before PRM scoring;
@@ -208,6 +245,59 @@ def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter
     own = config.releases_engine() or eval_cfg.ray.enabled
     if own:
         engines.close()
+    from meds3.config import to_dict
+
+    settings = {k: v for k, v in to_dict(eval_cfg).items() if k not in ("output_dir", "ray", "chunk_size", "engine")}
+    fp = {"generation": eval_cfg.generation_key(), "config": settings, "prm_stage": prm_stage}
     return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=None if own else engines.get(),
-                                                       progress=progress),
-                     inputs={"datasets": files, "adapter": adapter, "prm": prm})
+                                                       progress=progress, force=force),
+                     inputs={"datasets": files, "adapter": adapter, "prm": prm}, fingerprint=fp, force=force)
+
+
+def _digest(fingerprint: dict[str, Any]) -> str:
+    """A short content hash of a stage fingerprint (what later stages record of it)."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _train_fingerprint(cfg: Any, tree_dirs: list[str], lineage: dict[str, str]) -> dict[str, Any]:
+    """A training stage's settings (its config but the output folder) and the fingerprints of
+    the rollout stages whose trees it reads."""
+    from meds3.config import to_dict
+
+    return {"config": {k: v for k, v in to_dict(cfg).items() if k != "output_dir"},
+            "trees": {d: lineage.get(d) for d in tree_dirs}}
+
+
+def check_split(out: Path, pool: list[MedQuestion], held_out: list[MedQuestion], force: bool = False) -> None:
+    """Record the ids of the rollout pool and the held-out questions in ``out/split.json``, or
+    check that a rerun splits the seeds the same way.
+
+    Raises:
+        ConfigError: another split (naming what changed, and the questions that moved from the
+            pool into the held-out set: they may have been searched and trained on), without
+            ``force``; with it, the loop's outputs are moved to ``superseded-<time>/``.
+        DataError: a damaged ``split.json``.
+    """
+    from meds3.config import ConfigError
+    from meds3.io import atomic_write_json
+    from meds3.resume import SUPERSEDED, move_aside, read_settings
+
+    path = out / "split.json"
+    current = {"pool": [q.id for q in pool], "held_out": [q.id for q in held_out]}
+    if path.exists():
+        saved = read_settings(path)
+        if saved == current:
+            return
+        changed = [k for k in ("pool", "held_out") if saved.get(k) != current[k]]
+        message = f"{out}: the seeds split differently from the saved run ({', '.join(changed)} changed)"
+        leaked = [qid for qid in current["held_out"] if qid in set(saved.get("pool") or [])]
+        if leaked:
+            message += (f"; {len(leaked)} question(s) now held out were in the rollout pool and may have been "
+                        f"searched and trained on (test contamination), e.g. {', '.join(leaked[:5])}")
+        message += ("; restore seeds, their order and held_out, use a new output_dir, or rerun with --force to "
+                    f"start the loop afresh (old outputs are moved to {SUPERSEDED}<time>/)")
+        if not force:
+            raise ConfigError(message)
+        logger.warning("%s; --force: old outputs moved to %s", message.split(";")[0], move_aside(out))
+    atomic_write_json(path, current)

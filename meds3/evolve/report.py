@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from meds3.evolve.stages import StageResult
+from meds3.io import atomic_open, atomic_write_figure, atomic_write_json, atomic_write_text
 
 COLUMNS = ("policy", "dataset", "selector", "accuracy", "ci_low", "ci_high", "questions", "tokens_per_question")
 SEARCH_COLUMNS = ("iteration", "trees", "failed", "with_correct_leaf", "correct_leaf_rate", "sft_records",
@@ -109,7 +110,7 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -129,12 +130,12 @@ def write_report(out: Path, evals: Sequence[tuple[str, StageResult]], stages: Se
         "stages": [{"stage": s.name, "skipped": s.skipped, "seconds": round(s.seconds, 2)} for s in stages],
         "table": table,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(
-        "# Self-evolution report\n\nAccuracy (%) by selector, with 95% bootstrap intervals over questions.\n\n"
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(
+        out / "report.md", "# Self-evolution report\n\nAccuracy (%) by selector, with 95% bootstrap intervals over questions.\n\n"
         + table + "\n\n## Search\n\nTrees of each iteration; records: what that iteration's trainers used "
-        "(trees of every iteration so far).\n\n" + format_search_table(search) + "\n", encoding="utf-8")
-    with open(out / "report.csv", "w", newline="", encoding="utf-8") as f:
+        "(trees of every iteration so far).\n\n" + format_search_table(search) + "\n")
+    with atomic_open(out / "report.csv", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from meds3.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -33,55 +34,90 @@ class StageResult:
 
 
 def read_manifest(directory: str | os.PathLike) -> Optional[dict[str, Any]]:
-    """The manifest of a finished stage, or None when the stage has not finished."""
+    """A stage's manifest, or None when it has none (the stage has not finished).
+
+    A manifest is written whole (atomically), so one that cannot be read was damaged from
+    outside: that is an error to look at, not a reason to redo (or skip) the stage silently.
+
+    Raises:
+        DataError: a manifest that is not UTF-8, not JSON or not a JSON object (file and
+            line named); delete it to run the stage again.
+    """
+    from meds3.data.errors import DataError
+
     path = Path(directory) / MANIFEST
     if not path.exists():
         return None
+    hint = "; delete it to run the stage again"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        logger.warning("%s is unreadable; the stage will run again", path)
-        return None
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(str(path), None, f"not UTF-8 text (binary or damaged){hint}") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(str(path), f"line {exc.lineno}", f"not JSON ({exc.msg}){hint}") from exc
+    if not isinstance(manifest, dict):
+        raise DataError(str(path), "line 1", f"a manifest is a JSON object, got {type(manifest).__name__}{hint}")
+    return manifest
+
+
+def is_finished(manifest: Optional[dict[str, Any]]) -> bool:
+    """Whether a manifest records a finished stage: status ``done`` and its summary (an object)."""
+    return bool(manifest) and manifest.get("status") == "done" and isinstance(manifest.get("summary"), dict)
 
 
 def write_manifest(directory: str | os.PathLike, manifest: dict[str, Any]) -> Path:
-    """Write ``manifest.json`` atomically (temporary file, fsync, rename)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", dir=directory)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / MANIFEST)
-    return directory / MANIFEST
+    """Write ``manifest.json`` atomically (:func:`meds3.io.atomic_write_json`)."""
+    return atomic_write_json(Path(directory) / MANIFEST, manifest, default=str)
 
 
 def run_stage(name: str, directory: str | os.PathLike, work: Callable[[], dict[str, Any]],
-              inputs: dict[str, Any] | None = None) -> StageResult:
-    """Run ``work`` unless ``directory`` holds a finished manifest.
+              inputs: dict[str, Any] | None = None, fingerprint: dict[str, Any] | None = None,
+              force: bool = False) -> StageResult:
+    """Run ``work`` unless ``directory`` holds a finished manifest made with the same settings.
 
     Args:
         name: the stage's name (``iter1/rollout``), for logs and the manifest.
         directory: the stage's own output directory.
         work: runs the stage and returns its summary (JSON-serializable).
         inputs: what the stage read (paths, models), recorded in the manifest.
+        fingerprint: the settings that shape the stage's outputs, recorded in the manifest
+            and compared with a finished stage's (a manifest without one is not compared).
+        force: a finished stage with other settings is started afresh (its outputs moved to
+            ``superseded-<time>/``) instead of refused.
 
     Returns:
         The stage's result; ``skipped`` when it had finished in an earlier run.
+
+    Raises:
+        ConfigError: the stage finished with other settings (differing keys named), without ``force``.
+        DataError: a damaged manifest.
     """
+    from meds3.config import ConfigError
+    from meds3.resume import mismatch_message, move_aside
+
     directory = Path(directory)
     done = read_manifest(directory)
-    if done is not None and done.get("status") == "done":
-        logger.info("%s: finished in an earlier run, skipped (%s)", name, directory)
-        return StageResult(name, directory, done.get("summary", {}), True, 0.0)
+    if is_finished(done):
+        saved = done.get("fingerprint")
+        message = (mismatch_message(directory, f"stage {name} finished", saved, fingerprint)
+                   if isinstance(saved, dict) and fingerprint is not None else None)
+        if message is None:
+            logger.info("%s: finished in an earlier run, skipped (%s)", name, directory)
+            return StageResult(name, directory, done["summary"], True, 0.0)
+        if not force:
+            raise ConfigError(message)
+        logger.warning("%s: finished with other settings (--force): old outputs moved to %s", name,
+                       move_aside(directory))
+    elif done is not None:
+        logger.warning("%s: %s does not record a finished stage (no status 'done' with a summary); running it "
+                       "again", name, directory / MANIFEST)
     logger.info("%s: running in %s", name, directory)
     directory.mkdir(parents=True, exist_ok=True)
     start = time.time()
     summary = work()
     seconds = time.time() - start
     write_manifest(directory, {
-        "stage": name, "status": "done", "inputs": inputs or {}, "summary": summary,
+        "stage": name, "status": "done", "inputs": inputs or {}, "summary": summary, "fingerprint": fingerprint,
         "seconds": round(seconds, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
     logger.info("%s: done in %.1f s", name, seconds)

@@ -48,6 +48,11 @@ class SearchConfig:
     seed: int = 0  # request seeds derive from (seed, question id, node id): batch-independent
 
     def __post_init__(self) -> None:
+        from meds3.config import check_finite
+
+        check_finite(self)  # NaN passes every comparison below
+        if self.exploration_constant < 0:
+            raise ValueError(f"exploration_constant must be >= 0, got {self.exploration_constant}")
         if self.expansion_width < 1:
             raise ValueError(f"expansion_width must be >= 1, got {self.expansion_width}")
         if not 0 <= self.finish_children <= self.expansion_width:
@@ -58,11 +63,13 @@ class SearchConfig:
             raise ValueError("rollout_budget and min_rollouts must be >= 1")
         if not 0 <= self.bear_ratio <= 1:
             raise ValueError(f"bear_ratio must be in [0, 1], got {self.bear_ratio}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         for name in ("expansion_temperature", "rollout_temperature"):
             value = getattr(self, name)
-            if value is not None and not value >= 0:
+            if value is not None and not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be >= 0 or null, got {value}")
         for name in ("expansion_top_p", "rollout_top_p"):
             value = getattr(self, name)

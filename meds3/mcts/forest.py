@@ -22,6 +22,25 @@ from meds3.mcts.search import SearchRequest, TreeSearch
 
 logger = logging.getLogger(__name__)
 
+# Errors after which an engine cannot generate again (a lost CUDA context, a dead vLLM engine):
+# matched in the error's type name or message; an exception with ``fatal = True`` counts too.
+FATAL_ENGINE_ERRORS = ("CUDA error", "device-side assert", "illegal memory access", "NCCL error",
+                       "EngineDeadError", "engine is dead", "Engine core")
+
+
+class EngineFailure(RuntimeError):
+    """The engine cannot generate any more: a fatal error (:data:`FATAL_ENGINE_ERRORS`), or
+    ``max_engine_failures`` consecutive rounds in which every engine call failed. The trees
+    in progress are not returned (a rerun searches them again)."""
+
+
+def is_fatal_engine_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the engine is broken for good rather than this call failed."""
+    if getattr(exc, "fatal", False):
+        return True
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker in text for marker in FATAL_ENGINE_ERRORS)
+
 
 @dataclass
 class ForestStats:
@@ -66,15 +85,24 @@ class Forest:
         value_model: scores paths for the PRM prior (``config.prm_prior_weight > 0``): an object
             with ``score_batch([(question, [steps])]) -> [[[step scores]]]``, e.g.
             :class:`meds3.train.PRMScorer`; the path's last step score is the node's prior.
+        max_engine_failures: consecutive rounds in which every engine call fails (each after
+            its retry) before :meth:`run` raises :class:`EngineFailure`.
 
     Raises:
-        ValueError: ``live_trees`` < 1, or a PRM prior asked for without a value model.
+        ValueError: ``live_trees`` or ``max_engine_failures`` < 1, or a PRM prior asked for
+            without a value model.
     """
 
     def __init__(self, engine, config: SearchConfig | None = None, prompt_config: PromptConfig | None = None,
-                 live_trees: int = 16, adapter: Optional[str] = None, verifier=None, value_model=None):
+                 live_trees: int = 16, adapter: Optional[str] = None, verifier=None, value_model=None,
+                 max_engine_failures: int = 3):
         if live_trees < 1:
             raise ValueError(f"live_trees must be >= 1, got {live_trees}")
+        if max_engine_failures < 1:
+            raise ValueError(f"max_engine_failures must be >= 1, got {max_engine_failures}")
+        self.max_engine_failures = max_engine_failures
+        self.failed_rounds = 0  # consecutive rounds in which no engine call succeeded
+        self._held_ids: set[int] = set()  # trees failed in such rounds (by id of their search)
         if (config or SearchConfig()).prm_prior_weight > 0 and value_model is None:
             raise ValueError("search.prm_prior_weight > 0 needs a PRM (value_model) to score new steps")
         self.value_model = value_model
@@ -102,8 +130,22 @@ class Forest:
 
     def run(self, questions: Iterable[MedQuestion],
             on_round: Callable[[ForestStats], None] | None = None) -> Iterator[Tree]:
-        """Search every question; yield each tree as soon as it is complete (or failed)."""
+        """Search every question; yield each tree as soon as it is complete (or failed).
+
+        An exception raised while handling one question's tree (its verifier, its prompt, its
+        PRM scores) marks that tree ``failed`` with the error in ``tree.error``; the other
+        trees go on. Engine errors are retried once, then fail only the trees they hit. Trees
+        failed in a round where no engine call succeeded are held back until a later call
+        succeeds (the engine works: they are yielded, failed) or the stream ends.
+
+        Raises:
+            EngineFailure: a fatal engine error, or ``max_engine_failures`` consecutive rounds
+                without a successful engine call; held-back and live trees are not yielded.
+        """
         self.stats = ForestStats(started=time.perf_counter())
+        self.failed_rounds = 0
+        self._held_ids: set[int] = set()
+        held: list[TreeSearch] = []  # failed while the engine may be dead: yielded once it works
         pending = iter(questions)
         live: list[TreeSearch] = []
         exhausted = False
@@ -116,25 +158,54 @@ class Forest:
                     if q is None:
                         exhausted = True
                     else:
-                        live.append(self.new_search(q))
+                        live.append(self._start(q))
                 batch: list[tuple[TreeSearch, list[SearchRequest]]] = []
                 finished = []
                 for search in live:
-                    reqs = search.requests()
+                    try:
+                        reqs = search.requests()
+                    except Exception as exc:  # why: one bad question must not stop the other trees
+                        self._fail(search, "preparing requests", exc)
                     (finished.append(search) if search.done else batch.append((search, reqs)))
                 for search in finished:
                     live.remove(search)
-                    yield self._finished(search.tree)
+                    if id(search) in self._held_ids:
+                        held.append(search)
+                    else:
+                        yield self._finished(search.tree)
                 if not finished or exhausted:
                     break
             if not batch:
                 if exhausted and not live:
+                    for search in held:  # no round is left to tell a dead engine from bad requests
+                        yield self._finished(search.tree)
                     return
                 continue
             self._run_round(batch)
+            if held and not self.failed_rounds:  # an engine call succeeded: the engine works
+                for search in held:
+                    yield self._finished(search.tree)
+                held, self._held_ids = [], set()
             self.stats.rounds += 1
             if on_round is not None:
                 on_round(self.stats)
+
+    def _start(self, question: MedQuestion) -> TreeSearch:
+        """A new search; one whose question cannot even start is returned already failed."""
+        try:
+            return self.new_search(question)
+        except Exception as exc:  # why: isolate the bad question to its own (failed) tree
+            search = TreeSearch(question, self.config, lambda q, steps: "", self.prompt_config)
+            self._fail(search, "starting the search", exc)
+            return search
+
+    @staticmethod
+    def _fail(search: TreeSearch, phase: str, exc: Exception) -> None:
+        """Record an error raised while handling one tree (verifier error, bad data) as that
+        tree's failure, so the other trees go on."""
+        reason = f"{type(exc).__name__} while {phase}: {exc}"
+        logger.warning("tree %r failed: %s", search.tree.question.id, reason, exc_info=True)
+        search.fail(reason)
 
     def _finished(self, tree: Tree) -> Tree:
         s = self.stats
@@ -151,18 +222,41 @@ class Forest:
         batch = [(search, [r for r in reqs if r.kind != "prm"], reqs) for search, reqs in batch]
         generated = self._run_generation([(search, gen) for search, gen, _ in batch])
         for search, _, reqs in batch:
-            if search.done:  # failed in generation
+            if search.done:  # failed in generation or PRM scoring
                 continue
             outs = iter(generated.get(id(search), []))
-            search.apply([[r.prm_score] if r.kind == "prm" else next(outs) for r in reqs])
+            try:
+                search.apply([[r.prm_score] if r.kind == "prm" else next(outs) for r in reqs])
+            except Exception as exc:  # why: a verifier error on one question fails only its tree
+                self._fail(search, "applying samples", exc)
 
     def _score_prm(self, batch: list[tuple[TreeSearch, list[SearchRequest]]]) -> None:
         """Score every ``prm`` request of the round in one value-model call (stored on the request)."""
         items = [(search, r) for search, reqs in batch for r in reqs if r.kind == "prm"]
         if not items:
             return
-        scores = self.value_model.score_batch([(search.tree.question, [r.steps]) for search, r in items])
-        for (_, r), per_question in zip(items, scores):
+        try:
+            self._set_prm_scores([r for _, r in items], self.value_model.score_batch(
+                [(search.tree.question, [r.steps]) for search, r in items]))
+        except Exception as exc:  # why: score tree by tree so only the trees that fail are lost
+            logger.warning("PRM scoring failed for the round (%s: %s); scoring tree by tree",
+                           type(exc).__name__, exc)
+            for search, reqs in batch:
+                own = [r for r in reqs if r.kind == "prm"]
+                if own:
+                    try:
+                        self._set_prm_scores(own, self.value_model.score_batch(
+                            [(search.tree.question, [r.steps]) for r in own]))
+                    except Exception as own_exc:
+                        self._fail(search, "scoring with the PRM", own_exc)
+
+    @staticmethod
+    def _set_prm_scores(requests: list[SearchRequest], scores) -> None:
+        """Store each ``prm`` request's score: the last step score of its one path."""
+        scores = list(scores)
+        if len(scores) != len(requests):
+            raise RuntimeError(f"value model returned {len(scores)} scores for {len(requests)} paths")
+        for r, per_question in zip(requests, scores):
             r.prm_score = float(per_question[0][-1])
 
     def _run_generation(self, batch: list[tuple[TreeSearch, list[SearchRequest]]]) -> dict[int, list]:
@@ -175,13 +269,24 @@ class Forest:
         results = self._generate(flat)
         if results is None:
             # Retry tree by tree so only the trees whose requests fail are lost.
+            failed = []
             for search, reqs in batch:
                 own = self._generate(reqs)
                 if own is None:
                     search.fail(f"engine error on {len(reqs)} request(s): {self._last_error}")
+                    failed.append(search)
                 else:
                     out[id(search)] = [r.samples for r in own]
+            if out:
+                self.failed_rounds = 0
+                return out
+            self.failed_rounds += 1  # no call succeeded: the engine itself may be broken
+            self._held_ids.update(id(search) for search in failed)
+            if self.failed_rounds >= self.max_engine_failures:
+                raise EngineFailure(f"{self.failed_rounds} consecutive rounds without a successful engine call; "
+                                    f"last error: {self._last_error}")
             return out
+        self.failed_rounds = 0
         i = 0
         for search, reqs in batch:
             out[id(search)] = [r.samples for r in results[i:i + len(reqs)]]
@@ -206,6 +311,8 @@ class Forest:
                 return results
             except Exception as exc:  # an engine failure must not stop the job
                 self._last_error = f"{type(exc).__name__}: {exc}"
+                if is_fatal_engine_error(exc):  # why: a broken engine would fail every tree that follows
+                    raise EngineFailure(f"fatal engine error: {self._last_error}") from exc
                 logger.warning("engine call failed (attempt %d of 2): %s", attempt, self._last_error)
                 self.stats.retries += attempt == 1
         return None

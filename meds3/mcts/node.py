@@ -83,6 +83,8 @@ class Tree:
         out = []
         cur: Optional[int] = node_id
         while cur is not None:
+            if len(out) > len(self.nodes):  # why: a damaged tree whose parents loop must not hang
+                raise ValueError(f"tree for {self.question.id!r}: the parents of node {node_id} form a cycle")
             out.append(self.nodes[cur])
             cur = self.nodes[cur].parent
         return out[::-1]
@@ -134,13 +136,19 @@ class Tree:
         """Rebuild a tree from :meth:`to_dict` output.
 
         Raises:
-            ValueError: a schema version this code does not read.
+            ValueError: a schema version this code does not read, or nodes that do not form a
+                tree (:func:`check_nodes`).
         """
+        if not isinstance(data, dict):
+            raise ValueError(f"a tree is a JSON object, got {type(data).__name__}")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"tree schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
         names = {f.name for f in fields(Node)}
+        if not isinstance(data.get("nodes"), list):
+            raise ValueError("field 'nodes' is missing or not a list")
         nodes = [Node(**{k: v for k, v in n.items() if k in names}) for n in data["nodes"]]
+        check_nodes(nodes)
         return cls(question=MedQuestion.from_dict(data["question"]), nodes=nodes, status=data["status"],
                    stop_reason=data.get("stop_reason", ""), error=data.get("error", ""),
                    rounds=data.get("rounds", 0), schema_version=version,
@@ -158,3 +166,24 @@ class Tree:
             if n.parent is not None:
                 graph.add_edge(n.parent, n.id)
         return graph
+
+
+def check_nodes(nodes: list[Node]) -> None:
+    """Check that ``nodes`` form a tree as the search builds it: a root at index 0 without a
+    parent, every other node's id its index and its parent an earlier node (so no node is its
+    own ancestor and :meth:`Tree.path` ends).
+
+    Raises:
+        ValueError: the first node that breaks this, named.
+    """
+    if not nodes:
+        raise ValueError("the tree has no nodes (not even a root)")
+    for i, n in enumerate(nodes):
+        if n.id != i:
+            raise ValueError(f"node {i} has id {n.id!r} (ids are positions)")
+        if i == 0:
+            if n.parent is not None:
+                raise ValueError(f"the root has a parent ({n.parent!r})")
+        elif not isinstance(n.parent, int) or isinstance(n.parent, bool) or not 0 <= n.parent < i:
+            what = "is its own parent" if n.parent == i else f"has parent {n.parent!r}, not an earlier node"
+            raise ValueError(f"node {i} {what}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -26,8 +27,11 @@ class RayConfig:
     unit_size: int = 64
     units_in_flight: int = 2  # units queued per actor, so an actor never waits for the driver
     max_unit_retries: int = 2  # a unit whose actor died is rescheduled at most this many times
-    # new actors started for dead ones (None: num_workers * (max_unit_retries + 1))
+    # new actors started for dead ones (None: num_workers * (max_unit_retries + 1 + log2(unit_size)))
     max_worker_replacements: Optional[int] = None
+    # a unit running longer than this on its actor (a hung engine) is charged a retry, and the
+    # actor is killed and replaced; None: no deadline. Size it to several times a unit's time.
+    unit_timeout_s: Optional[float] = 6 * 3600.0
     runtime_env: dict[str, Any] = field(default_factory=dict)  # ray.init runtime environment (env_vars, pip, ...)
 
     def __post_init__(self) -> None:
@@ -43,6 +47,8 @@ class RayConfig:
             raise ValueError(f"max_unit_retries must be >= 0, got {self.max_unit_retries}")
         if self.max_worker_replacements is not None and self.max_worker_replacements < 0:
             raise ValueError(f"max_worker_replacements must be >= 0, got {self.max_worker_replacements}")
+        if self.unit_timeout_s is not None and not self.unit_timeout_s > 0:
+            raise ValueError(f"unit_timeout_s must be > 0 or null, got {self.unit_timeout_s}")
 
     @property
     def threads(self) -> int:
@@ -51,7 +57,9 @@ class RayConfig:
 
     @property
     def replacements(self) -> int:
-        """Most actors started to replace dead ones over a job."""
+        """Most actors started to replace dead ones over a job. Default: enough for every
+        worker to lose one unit to a question that kills its actor, through all its retries
+        and the halvings down to that question."""
         if self.max_worker_replacements is not None:
             return self.max_worker_replacements
-        return self.num_workers * (self.max_unit_retries + 1)
+        return self.num_workers * (self.max_unit_retries + 1 + math.ceil(math.log2(self.unit_size)))

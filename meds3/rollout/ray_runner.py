@@ -10,19 +10,20 @@ all, and the store's ``done_ids`` on a rerun is exact: a killed driver loses onl
 flight, which the rerun searches again, and nothing is written twice. The store is the same as
 the local runner's, so the two runners' outputs are interchangeable.
 
-A unit that fails more than ``ray.max_unit_retries`` times is recorded in
-``failed_units.json`` with its reasons and the job finishes the rest; its questions stay
-unsearched, so a rerun tries them again.
+A unit that fails more than ``ray.max_unit_retries`` times is split in halves down to the
+question that makes it fail, which is recorded in ``failed_units.json`` with its reasons; the
+job finishes the rest; failed questions stay unsearched, so a rerun tries them again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
+from meds3.io import atomic_write_json
+from meds3.locks import locks_output
 from meds3.mcts.node import Tree
 from meds3.rollout.ray_units import RayUnitJob, Unit, WorkerState, connect
 from meds3.rollout.ray_worker import EngineFactory, RolloutWorker
@@ -106,11 +107,16 @@ class RayRolloutJob(RayUnitJob):
         self._store, self._written = store, store.done_ids()
         try:
             self.run_units(make_units(todo, self.ray_config.unit_size))
-        finally:
-            store.flush()
+        except BaseException:
+            try:  # keep what is stored, but never let this hide the error that stopped the job
+                store.flush()
+            except Exception as exc:  # noqa: BLE001
+                logger.error("could not flush the tree store after an error: %s", exc)
+            raise
+        store.flush()
         elapsed = time.perf_counter() - started
         failed_path = out / "failed_units.json"
-        failed_path.write_text(json.dumps(self.failed_units, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(failed_path, self.failed_units)
         if self.failed_units:
             logger.warning("%d unit(s) failed after %d attempts; see %s (a rerun tries them again)",
                            len(self.failed_units), self.ray_config.max_unit_retries + 1, failed_path)
@@ -119,6 +125,7 @@ class RayRolloutJob(RayUnitJob):
         return close_job(out, store, {"ray": ray_summary})
 
 
+@locks_output("rollout")
 def run_ray_rollout(config: RolloutConfig, progress: bool = True, engine_factory: Optional[EngineFactory] = None,
                     on_unit_done: Optional[Callable[[RayRolloutJob, dict], None]] = None) -> dict[str, Any]:
     """Run a rollout job on Ray actors; resumable, with the same store and summary as the local runner.

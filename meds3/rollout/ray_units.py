@@ -9,9 +9,15 @@ missing: a killed driver loses only the units in flight.
 
 Faults: an actor that dies (killed, out of memory, node lost) fails the units queued on it;
 the one it was running is charged a retry, the others go back to the queue uncharged (an
-actor runs its calls in order), and a new actor replaces the dead one. A unit that fails more
-than ``ray.max_unit_retries`` times is recorded as failed with its reasons and the job
-finishes the rest; a rerun tries it again.
+actor runs its calls in order), and a new actor replaces the dead one. A unit that runs past
+``ray.unit_timeout_s`` (a hung engine) is charged the same way and its actor is killed and
+replaced, and so is an actor whose engine fails for good (``EngineFailure``: a lost CUDA
+context, a dead vLLM engine), its unit charged. A unit that fails more than ``ray.max_unit_retries`` times is split in two halves,
+each given one more attempt, and so on down to single questions, so one poison question
+costs only itself: it is recorded as failed with its reasons and the job finishes the rest; a
+rerun tries it again. Actors that fail to start before any has started are replaced too (up
+to ``num_workers`` start failures), so one bad node does not stop the job, while an engine
+that cannot be built anywhere stops it with the reason.
 
 At the end every actor closes its engine (``close()``: vLLM frees the memory it reserved) and
 is killed, and the driver waits until each one is gone, so the next stage of a pipeline (a
@@ -43,9 +49,13 @@ class Unit:
 
     id: int
     questions: list[Any]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # recorded with a failed unit
     attempts: int = 0  # failed attempts so far
     errors: list[str] = field(default_factory=list)
+    payload: Any = None  # what else the job needs to run it (not recorded)
+    # run alone on its actor (nothing queued with it), so a failure is surely its own: set for
+    # units on their last attempt, whose failure splits or fails them
+    solo: bool = False
 
 
 @dataclass
@@ -55,6 +65,7 @@ class WorkerState:
     id: int
     handle: Any
     inflight: deque = field(default_factory=deque)  # (ref, unit), oldest (running) first
+    running_since: float = 0.0  # monotonic time the oldest unit in flight started (about)
     ready: bool = False  # engine built; only ready actors are given units
     alive: bool = True
     host: str = ""
@@ -145,6 +156,10 @@ class RayUnitJob:
         self.items_done = 0
         self.driver_store_s = 0.0  # the single writer's time per stored unit bounds a cluster's throughput
         self.closed_workers: list[int] = []  # actors that closed their engine at the end
+        self.timeouts = 0  # units that ran past ray.unit_timeout_s
+        self.splits = 0  # failing units split in halves
+        self.start_failures = 0  # actors that failed to start before any was ready
+        self._next_unit = 0
         self._next_worker = 0
         self._owner: dict[Any, WorkerState] = {}  # unit result ref -> actor
         self._starting: dict[Any, WorkerState] = {}  # readiness ref -> actor
@@ -209,6 +224,7 @@ class RayUnitJob:
 
         self._started = time.perf_counter()
         self.pending = deque(units)
+        self._next_unit = max((u.id for u in units), default=-1) + 1
         count = total if total is not None else sum(len(u.questions) for u in units)
         self._bar = tqdm(total=count, desc=self.item, unit=self.item.rstrip("s"), disable=not self.progress,
                          dynamic_ncols=True)
@@ -218,9 +234,15 @@ class RayUnitJob:
                 for _ in range(min(self.ray_config.num_workers, len(self.pending))):
                     self.start_worker()
                 self._loop()
-        finally:
+        except BaseException:
             self._bar.close()
-            self.shutdown_workers()
+            try:  # never let a failing clean-up hide the error that stopped the job
+                self.shutdown_workers()
+            except Exception as exc:  # noqa: BLE001
+                logger.error("could not shut the actors down after an error: %s", _reason(exc))
+            raise
+        self._bar.close()
+        self.shutdown_workers()
 
     def shutdown_workers(self) -> None:
         """Close every live actor's engine, kill the actors and wait until they are gone, so
@@ -250,7 +272,8 @@ class RayUnitJob:
     def summary(self, seconds: float) -> dict[str, Any]:
         """The job's scheduling figures (the ``ray`` section of a summary)."""
         return {"workers": len(self.workers), "unit_size": self.ray_config.unit_size, "seconds": round(seconds, 2),
-                f"{self.item}_done": self.items_done,
+                f"{self.item}_done": self.items_done, "timeouts": self.timeouts, "splits": self.splits,
+                "start_failures": self.start_failures,
                 f"{self.item}_per_s": round(self.items_done / max(seconds, 1e-9), 4),
                 "tokens_per_s": round(self.generated_tokens / max(seconds, 1e-9), 1),
                 "driver_store_s": round(self.driver_store_s, 3), "retries": self.retries,
@@ -267,7 +290,10 @@ class RayUnitJob:
                     self._fail(unit, "no live workers and no replacements left")
                 self.pending.clear()
                 continue
-            ready, _ = ray.wait([*self._owner, *self._starting], num_returns=1)
+            ready, _ = ray.wait([*self._owner, *self._starting], num_returns=1, timeout=self._wait_s())
+            if not ready:
+                self._check_deadlines()
+                continue
             ref = ready[0]
             if ref in self._starting:
                 self._worker_started(self._starting.pop(ref), ref)
@@ -279,11 +305,38 @@ class RayUnitJob:
                 self._worker_died(worker, ref, exc)
                 continue
             except ray.exceptions.RayError as exc:  # the unit raised inside a live actor
+                if _engine_failed(exc):  # a broken engine (lost CUDA context) fails every later unit
+                    logger.warning("worker %d: its engine failed for good; replacing the actor", worker.id)
+                    ray.kill(worker.handle)
+                    self._worker_died(worker, ref, exc)  # charges this unit, requeues the others, replaces
+                    continue
                 unit = self._pop_inflight(worker, ref)
                 self._charge(unit, f"worker {worker.id}: {_reason(exc)}")
                 continue
             unit = self._pop_inflight(worker, ref)
             self._store_unit(worker, unit, result)
+
+    def _wait_s(self) -> Optional[float]:
+        """How long the loop may block: until the nearest unit deadline (None: no deadline)."""
+        timeout = self.ray_config.unit_timeout_s
+        running = [w.running_since for w in self.alive() if w.inflight]
+        if timeout is None or not running:
+            return None
+        return max(0.05, min(running) + timeout - time.monotonic())
+
+    def _check_deadlines(self) -> None:
+        """Kill and replace every actor whose running unit is past ``ray.unit_timeout_s``."""
+        import ray
+
+        timeout = self.ray_config.unit_timeout_s
+        now = time.monotonic()
+        for w in list(self.alive()):
+            if timeout is not None and w.inflight and now - w.running_since > timeout:
+                self.timeouts += 1
+                logger.warning("worker %d: unit %d still running after %.0f s; killing the actor", w.id,
+                               w.inflight[0][1].id, timeout)
+                ray.kill(w.handle)
+                self._worker_died(w, None, TimeoutError(f"unit ran past ray.unit_timeout_s ({timeout:g} s)"))
 
     def _worker_started(self, worker: WorkerState, ref) -> None:
         """An actor built its engine (or failed to: then it is dead, and if no actor ever
@@ -297,9 +350,13 @@ class RayUnitJob:
             if self._any_ready:  # others built the same engine: this actor was unlucky, replace it
                 self._worker_died(worker, ref, exc)
                 return
-            worker.alive, worker.died = False, _reason(exc)  # likely a bad model or engine option
+            worker.alive, worker.died = False, _reason(exc)  # a bad model or engine option, or a bad node
+            self.start_failures += 1
             logger.error("worker %d could not start: %s", worker.id, worker.died)
-            if not self.alive():
+            if self.start_failures <= self.ray_config.num_workers and self.replacements_left > 0 and self.pending:
+                self.replacements_left -= 1  # one bad node must not stop the job: try another actor
+                self.start_worker()
+            elif not self.alive():
                 raise RuntimeError(f"no {self.name} worker could start: {worker.died}") from exc
             return
         worker.ready = self._any_ready = True
@@ -314,15 +371,32 @@ class RayUnitJob:
         for depth in range(1, self.ray_config.units_in_flight + 1):
             for w in sorted(ready, key=lambda w: len(w.inflight)):
                 if self.pending and len(w.inflight) < depth and (depth == 1 or len(self.pending) > starting):
-                    unit = self.pending.popleft()
+                    unit = self._take_for(w)
+                    if unit is None:
+                        continue
                     ref = w.handle.run_unit.remote(*self.unit_args(unit))
+                    if not w.inflight:
+                        w.running_since = time.monotonic()
                     w.inflight.append((ref, unit))
                     self._owner[ref] = w
+
+    def _take_for(self, worker: WorkerState) -> Optional[Unit]:
+        """The next pending unit ``worker`` may take: a solo unit only onto an idle actor, and
+        nothing onto an actor running a solo unit."""
+        if any(u.solo for _, u in worker.inflight):
+            return None
+        for i, unit in enumerate(self.pending):
+            if not unit.solo or not worker.inflight:
+                del self.pending[i]
+                return unit
+        return None
 
     def _pop_inflight(self, worker: WorkerState, ref) -> Unit:
         for i, (r, unit) in enumerate(worker.inflight):
             if r == ref:
                 del worker.inflight[i]
+                if i == 0:  # the next unit starts now
+                    worker.running_since = time.monotonic()
                 return unit
         raise RuntimeError(f"unit of {ref} not found on worker {worker.id}")
 
@@ -357,13 +431,19 @@ class RayUnitJob:
             if w is worker:
                 del self._starting[r]
         lost: list[Unit] = []
+        # A unit the actor finished before it died is stored, not done again. Its result may
+        # still be on its way through the object store, so wait for all of them at once (the
+        # unfinished ones fail as soon as Ray knows the actor is dead).
+        others = [r for r, _ in worker.inflight if r != ref]
+        settled = set(ray.wait(others, num_returns=len(others), timeout=_FETCH_TIMEOUT_S)[0]) if others else set()
         for r, unit in list(worker.inflight):
             self._owner.pop(r, None)
-            try:  # a unit the actor finished before it died is stored, not done again; large
-                # results sit in the object store, so wait for them (the others fail at once)
-                result = ray.get(r, timeout=_FETCH_TIMEOUT_S) if r != ref else None
-            except (ray.exceptions.RayError, TimeoutError):
-                result = None
+            result = None
+            if r in settled:
+                try:
+                    result = ray.get(r, timeout=0)
+                except (ray.exceptions.RayError, TimeoutError):
+                    result = None
             if result is None:
                 lost.append(unit)
             else:
@@ -372,8 +452,8 @@ class RayUnitJob:
         # The actor runs its calls in order: the first lost unit was running, the rest only queued.
         for unit in reversed(lost[1:]):
             self.pending.appendleft(unit)
-        if lost:
-            self._charge(lost[0], reason)
+        if lost:  # with other units lost too, the actor might have died on one of those
+            self._charge(lost[0], reason, certain=len(lost) == 1)
         if self.pending and self.replacements_left > 0:
             self.replacements_left -= 1
             new = self.start_worker()
@@ -381,15 +461,33 @@ class RayUnitJob:
                         self.replacements_left)
         self._show()
 
-    def _charge(self, unit: Unit, reason: str) -> None:
-        """A failed attempt: requeue the unit, or record it failed past the retry limit."""
+    def _charge(self, unit: Unit, reason: str, certain: bool = True) -> None:
+        """A failed attempt: requeue the unit; past the retry limit, split it in halves that get
+        one attempt each (so a poison question ends up alone), or record a single question
+        failed. Only a ``certain`` failure (the unit raised, or its actor died with nothing else
+        unfinished) can split or fail a unit; an uncertain one past the limit gets one more
+        attempt, alone on its actor."""
         unit.attempts += 1
         unit.errors.append(reason)
-        if unit.attempts > self.ray_config.max_unit_retries:
-            self._fail(unit, reason)
-        else:
+        limit = self.ray_config.max_unit_retries
+        if unit.attempts <= limit or not certain:
             self.retries += 1
+            unit.attempts = min(unit.attempts, limit)
+            unit.solo = unit.solo or unit.attempts >= limit
             self.pending.appendleft(unit)
+        elif len(unit.questions) > 1:
+            self.splits += 1
+            half = (len(unit.questions) + 1) // 2
+            halves = []
+            for part in (unit.questions[:half], unit.questions[half:]):
+                halves.append(Unit(self._next_unit, part, {**unit.meta, "split_from": unit.id}, limit,
+                                   list(unit.errors), unit.payload, solo=True))
+                self._next_unit += 1
+            logger.warning("unit %d failed %d times (%s); trying its halves, units %d and %d, apart", unit.id,
+                           unit.attempts, reason, halves[0].id, halves[1].id)
+            self.pending.extendleft(reversed(halves))
+        else:
+            self._fail(unit, reason)
 
     def _fail(self, unit: Unit, reason: str) -> None:
         self.failed_units.append({"unit": unit.id, **unit.meta, "question_ids": [q.id for q in unit.questions],
@@ -400,6 +498,13 @@ class RayUnitJob:
         self._bar.set_postfix({f"{self.item}_s": f"{self.items_done / elapsed:.3f}",
                                "tok_s": f"{self.generated_tokens / elapsed:.1f}", "workers": len(self.alive()),
                                "retries": self.retries, "failed": len(self.failed_units)}, refresh=False)
+
+
+def _engine_failed(exc: BaseException) -> bool:
+    """Whether a unit's error is the actor's engine failing for good (``EngineFailure``)."""
+    from meds3.mcts.forest import EngineFailure
+
+    return isinstance(getattr(exc, "cause", None), EngineFailure) or "EngineFailure" in str(exc)
 
 
 def _gone(handle: Any, deadline: float) -> bool:

@@ -7,6 +7,7 @@ import time
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
+from meds3.mcts.forest import EngineFailure
 from meds3.rollout.ray_units import actor_info
 from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
 from meds3.rollout.shipping import Shipment
@@ -42,6 +43,7 @@ class RolloutWorker:
         config = self.config
         self.engine = (engine_factory or default_engine_factory)(config)
         self.value_model = build_value_model(config)  # PRM prior: the actor scores its own steps
+        self.broken = ""  # the EngineFailure that ended this actor's engine ("" while it works)
 
     def info(self) -> dict[str, Any]:
         """Where this actor runs (host, node, process id), its torch threads and adapter."""
@@ -59,14 +61,26 @@ class RolloutWorker:
         return {"worker": self.worker_id, "pid": os.getpid()}
 
     def run_unit(self, unit_id: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
-        """Search one unit's questions; returns their trees (as dicts) and the unit's counts."""
+        """Search one unit's questions; returns their trees (as dicts) and the unit's counts.
+
+        Raises:
+            EngineFailure: the engine failed persistently or fatally (in this unit or an
+                earlier one: a broken actor fails every later unit at once, without using
+                its engine); the unit returns no tree, so the driver retries it elsewhere.
+        """
+        if self.broken:
+            raise EngineFailure(f"worker {self.worker_id}: engine broken in an earlier unit: {self.broken}")
         c = self.config
         forest = build_forest(c, self.engine, self.value_model)
         started_at, start = time.time(), time.perf_counter()
         trees = []
-        for tree in forest.run(MedQuestion.from_dict(q) for q in questions):
-            tree.adapter_sha256 = self.adapter_sha256
-            trees.append(tree.to_dict())
+        try:
+            for tree in forest.run(MedQuestion.from_dict(q) for q in questions):
+                tree.adapter_sha256 = self.adapter_sha256
+                trees.append(tree.to_dict())
+        except EngineFailure as exc:
+            self.broken = str(exc)
+            raise EngineFailure(f"worker {self.worker_id}, unit {unit_id}: {exc}") from exc
         s = forest.stats
         return {"unit": unit_id, "worker": self.worker_id, "trees": trees, "seconds": time.perf_counter() - start,
                 "started_at": started_at, "ended_at": time.time(),  # the actor's clock

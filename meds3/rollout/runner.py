@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from meds3.config import save_config
 from meds3.data.loaders import load_questions
 from meds3.data.prompts import PromptConfig
 from meds3.data.question import MedQuestion
+from meds3.io import atomic_write_json
+from meds3.locks import locks_output
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.forest import Forest, ForestStats
 from meds3.mcts.node import Tree
@@ -38,15 +39,24 @@ class RolloutConfig:
     max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     live_trees: int = 16  # trees searched at once; their requests share each engine call
     flush_every: int = 8  # trees per shard write
+    max_tree_attempts: int = 3  # trees stored per question before a failed one is not searched again
+    max_engine_failures: int = 3  # consecutive rounds without a successful engine call before the job stops
     search: SearchConfig = field(default_factory=SearchConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     ray: RayConfig = field(default_factory=RayConfig)  # run on Ray actors when ray.enabled
 
     def __post_init__(self) -> None:
+        from meds3.config import check_output_dir
+
+        check_output_dir(self.output_dir)
         if not self.seeds:
             raise ValueError("seeds must list at least one question file")
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.max_tree_attempts < 1 or self.max_engine_failures < 1:
+            raise ValueError("max_tree_attempts and max_engine_failures must be >= 1")
         if self.live_trees < 1 or self.flush_every < 1:
             raise ValueError("live_trees and flush_every must be >= 1")
         self.engine_options()  # a search whose requests cannot fit engine.max_model_len fails at load
@@ -81,7 +91,41 @@ def build_value_model(config: RolloutConfig):
 def build_forest(config: RolloutConfig, engine, value_model=None) -> Forest:
     """The forest of a rollout job (local runner and Ray actors alike)."""
     return Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter,
-                  value_model=value_model if value_model is not None else build_value_model(config))
+                  value_model=value_model if value_model is not None else build_value_model(config),
+                  max_engine_failures=config.max_engine_failures)
+
+
+def rollout_fingerprint(config: RolloutConfig) -> dict[str, Any]:
+    """The settings that shape a rollout's trees, checked when a job resumes: policy (model,
+    adapter content hash, backend, output-shaping engine options), search, prompt and the PRM
+    of the prior. Which questions (seeds, limit) and how fast (live_trees, ray) are left out:
+    adding questions to a finished job is a legitimate resume."""
+    from meds3.config import to_dict
+    from meds3.resume import engine_key
+    from meds3.rollout.shipping import dir_sha256
+
+    adapter = config.adapter
+    sha = dir_sha256(adapter) if adapter and Path(adapter).is_dir() else (f"(missing: {adapter})" if adapter else "")
+    return {"model": config.model, "adapter_sha256": sha, "backend": config.backend,
+            "engine": engine_key(config.engine), "search": to_dict(config.search), "prompt": to_dict(config.prompt),
+            "prm": config.prm if config.search.prm_prior_weight > 0 else None}
+
+
+def check_rollout_settings(config: RolloutConfig, force: bool = False) -> bool:
+    """Record the job's :func:`rollout_fingerprint` in ``output_dir/fingerprint.json``, or
+    compare it with the recorded one (:func:`meds3.resume.check_settings`).
+
+    Returns:
+        True when ``force`` moved a mismatching job's outputs aside.
+
+    Raises:
+        ConfigError: the folder's trees were searched with other settings (keys named), without ``force``.
+    """
+    from meds3.resume import FINGERPRINT, check_settings
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return check_settings(out / FINGERPRINT, rollout_fingerprint(config), "trees in it were searched", force)
 
 
 def load_seed_questions(config: RolloutConfig) -> list[MedQuestion]:
@@ -133,7 +177,8 @@ def _count(items) -> dict[str, int]:
     return dict(out)
 
 
-def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> dict[str, Any]:
+@locks_output("rollout")
+def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force: bool = False) -> dict[str, Any]:
     """Search every seed question not yet in the store; resumable. With ``config.ray.enabled``
     the job runs on Ray actors (:func:`meds3.rollout.ray_runner.run_ray_rollout`).
 
@@ -142,13 +187,21 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> di
         engine: a ready engine (default: built from ``config.model``/``backend``/``engine``);
             local runs only.
         progress: show a progress bar.
+        force: when the folder's trees were searched with other settings, move them aside
+            (``superseded-<time>/``) and start afresh instead of refusing.
 
     Returns:
         The summary of every tree in the store (also written to ``summary.json``).
 
     Raises:
         ValueError: an engine object given for a Ray job (each actor builds its own).
+        ConfigError: the folder's trees were searched with other settings (without ``force``).
+        DataError: a damaged tree shard (file and line named), before any search.
+        EngineFailure: the engine failed persistently or fatally (local runs); finished trees
+            are stored, the trees in progress are searched again by a rerun.
+        OutputLocked: another job holds ``output_dir`` (:mod:`meds3.locks`; on Ray the driver holds it).
     """
+    check_rollout_settings(config, force)  # before either runner opens the job (open_job checks again)
     if config.ray.enabled:
         if engine is not None:
             raise ValueError("a Ray job builds one engine per actor; pass engine_factory to run_ray_rollout")
@@ -168,24 +221,36 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True) -> di
 
 
 def open_job(config: RolloutConfig) -> tuple[Path, TreeStore, list[MedQuestion]]:
-    """Create the output folder, save the config, open the store; returns the questions to search."""
+    """Create the output folder, check the saved settings, save the config, open (and check)
+    the store; returns the questions to search: those without a stored tree, and those whose
+    newest tree failed with attempts left (``max_tree_attempts``).
+
+    Raises:
+        ConfigError: the folder's trees were searched with other settings.
+        DataError: a damaged shard or seed file.
+    """
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_rollout_settings(config)
     save_config(config, out / "config.yaml")
-    store = TreeStore(out / "trees", flush_every=config.flush_every)
+    store = TreeStore(out / "trees", flush_every=config.flush_every, max_attempts=config.max_tree_attempts)
     questions = load_seed_questions(config)
     done = store.done_ids()
     todo = [q for q in questions if q.id not in done]
-    logger.info("rollout: %d questions, %d already in %s, %d to search", len(questions),
-                len(questions) - len(todo), out, len(todo))
+    stored = store.attempts()
+    retried = [q.id for q in todo if q.id in stored]
+    logger.info("rollout: %d questions, %d already in %s, %d to search (%d failed before: searched again)",
+                len(questions), len(questions) - len(todo), out, len(todo), len(retried))
     return out, store, todo
 
 
 def close_job(out: Path, store: TreeStore, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Flush the store and write ``summary.json``: :func:`summarize` of every stored tree plus ``extra``."""
     store.close()
-    summary = {**summarize(list(store.iter_trees())), **(extra or {})}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    attempts = store.attempts()
+    summary = {**summarize(list(store.iter_trees())),
+               "tree_attempts": {"retried": sum(n > 1 for n in attempts.values()), "given_up": store.given_up()},
+               **(extra or {})}
+    atomic_write_json(out / "summary.json", summary)
     return summary
 
 

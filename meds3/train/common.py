@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any, Literal, Optional
 
 from meds3.data.errors import DataError
 from meds3.data.prompts import PromptConfig
+from meds3.io import atomic_write_figure, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,10 @@ LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class NoTrainingData(DataError):
     """The trees hold no example for this trainer (no correct path for the policy, no finished
     path for the PRM): a small search with a weak model can end that way."""
+
+
+#: Largest LoRA rank accepted: already the hidden size of an 8B model; beyond it a typo.
+MAX_LORA_RANK = 4096
 
 
 @dataclass
@@ -55,9 +59,17 @@ class LoRATrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.trees, str):
             self.trees = [self.trees]
+        from meds3.config import check_finite, check_output_dir
+
+        check_finite(self)  # a NaN learning rate passes `<= 0` and trains nothing but NaNs
+        check_output_dir(self.output_dir)
         for name in ("r", "alpha", "batch_size", "grad_accum", "max_length", "logging_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.r > MAX_LORA_RANK:
+            raise ValueError(f"r (LoRA rank) must be at most {MAX_LORA_RANK}, got {self.r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate <= 0:
@@ -215,7 +227,7 @@ def plot_loss(history: list[tuple[int, float]], path: Path, title: str) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_write_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -225,7 +237,7 @@ def write_meta(adapter_dir: Path, kind: str, config: LoRATrainConfig, **extra: A
     from meds3.config import to_dict
 
     meta = {"kind": kind, "base_model": config.base_model, "prompt": to_dict(config.prompt), **extra}
-    (adapter_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(adapter_dir / META_FILE, meta)
 
 
 def finish_summary(out: Path, kind: str, trainer, n_records: int, n_examples: int, seconds: float,
@@ -240,7 +252,7 @@ def finish_summary(out: Path, kind: str, trainer, n_records: int, n_examples: in
         "losses": [v for _, v in history], "seconds": round(seconds, 1),
         "adapter_dir": str(adapter_dir), "loss_png": str(out / "loss.png"), **extra,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "summary.json", summary)
     logger.info("%s training: %d examples, %d steps, loss %s -> %s in %.0f s; adapter in %s", kind,
                 n_examples, summary["steps"], summary["first_loss"], summary["last_loss"], seconds, adapter_dir)
     return summary

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator, Optional, Sequence
 from meds3.data.errors import DataError
 from meds3.data.prompts import PromptConfig
 from meds3.data.question import MedQuestion
+from meds3.io import atomic_open
 from meds3.mcts.node import Tree
 from meds3.mcts.trajectories import extract_trajectories
 from meds3.train.labels import IGNORE_INDEX, sft_labels, step_labels, tokenize_trajectory
@@ -61,10 +62,13 @@ class PRMDataConfig:
 def iter_trees(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Iterator[Tree]:
     """Trees from rollout output folders (``<dir>/trees/``), tree folders or shard files.
 
+    A folder gives each question once: its newest stored tree (a failed attempt searched
+    again later is left out, :func:`meds3.rollout.store.read_trees`).
+
     Raises:
         DataError: a path that does not exist, holds no shards, or a malformed tree line.
     """
-    from meds3.rollout.store import SHARD_GLOB
+    from meds3.rollout.store import SHARD_GLOB, read_trees
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -72,28 +76,23 @@ def iter_trees(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Iterat
         path = Path(raw)
         if path.is_dir():
             folder = path / "trees" if (path / "trees").is_dir() else path
-            shards = sorted(folder.glob(SHARD_GLOB))
-            if not shards:
+            if not any(folder.glob(SHARD_GLOB)):
                 raise DataError(str(path), None, f"no tree shards ({SHARD_GLOB}) found")
+            trees = read_trees(folder)
         elif path.is_file():
-            shards = [path]
+            trees = _read_shard(path)
         else:
             raise DataError(str(path), None, "does not exist")
-        for shard in shards:
-            for tree in _read_shard(shard):
-                tree.source = str(raw)
-                yield tree
+        for tree in trees:
+            tree.source = str(raw)
+            yield tree
 
 
 def _read_shard(shard: Path) -> Iterator[Tree]:
-    with open(shard, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield Tree.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DataError(str(shard), f"line {lineno}", f"not a tree: {exc}") from exc
+    from meds3.rollout.store import read_shard
+
+    for _, tree in read_shard(shard):
+        yield tree
 
 
 def _trajectories(trees: Iterable[Tree], prompt: PromptConfig | None) -> Iterator[dict[str, Any]]:
@@ -196,10 +195,9 @@ def prm_records(trees: Iterable[Tree], config: PRMDataConfig | None = None,
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write records as JSON lines (creating the folder)."""
+    """Write records as JSON lines atomically (creating the folder; :func:`meds3.io.atomic_open`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return path

@@ -16,6 +16,7 @@ from typing import Any
 
 from meds3.config import save_config
 from meds3.data.errors import DataError
+from meds3.locks import locks_output
 from meds3.train.common import (
     LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, model_load_kwargs,
     prepare_for_training, resolve_device, training_arguments, write_meta,
@@ -44,6 +45,7 @@ class FitResult:
     summary: dict[str, Any]
 
 
+@locks_output("policy training")
 def fit_policy(config: PolicyTrainConfig, progress: bool = True) -> FitResult:
     """Train the policy adapter and write the output folder; keep the model in memory.
 

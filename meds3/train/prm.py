@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from meds3.config import save_config
 from meds3.data.errors import DataError
+from meds3.locks import locks_output
 from meds3.train.common import (
     LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, model_load_kwargs,
     prepare_for_training, resolve_device, training_arguments, write_meta,
@@ -102,6 +103,7 @@ def collate_prm(features: list[dict[str, Any]], pad_token_id: int) -> dict[str, 
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+@locks_output("PRM training")
 def fit_prm(config: PRMTrainConfig, progress: bool = True) -> FitResult:
     """Train the PRM adapter and write the output folder; keep the model in memory.
 

@@ -171,6 +171,8 @@ def gold_number(question: MedQuestion) -> tuple[float, str | None]:
     if read is None:
         raise ValueError(f"question {question.id!r}: numeric answer {question.answer!r} is not a number")
     value, unit = read.value, read.unit
+    if not math.isfinite(value):
+        raise ValueError(f"question {question.id!r}: numeric answer {question.answer!r} is not a finite number")
     metadata = question.metadata if isinstance(question.metadata, dict) else {}
     return value, normalize_unit(metadata.get("unit") or unit)
 
@@ -186,18 +188,26 @@ def _setting(name: str, options: dict[str, Any], metadata: dict[str, Any], defau
         if value is None:
             return None
         try:
+            if isinstance(value, (str, bytes)) or any(isinstance(v, bool) for v in value):
+                raise TypeError
             lo, hi = (float(v) for v in value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"question {question_id!r}: range must be [lo, hi] numbers, got {value!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"question {question_id!r}: range {value!r} must hold finite numbers")
         if not lo <= hi:
             raise ValueError(f"question {question_id!r}: range {value!r} has lo > hi")
         return lo, hi
     try:
+        if isinstance(value, bool):
+            raise TypeError  # why: float(True) is 1.0, a 100% tolerance nobody meant
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"question {question_id!r}: {name} must be a number, got {value!r}") from None
     if not number >= 0:
         raise ValueError(f"question {question_id!r}: {name} must be >= 0, got {value!r}")
+    if not math.isfinite(number):  # why: an infinite tolerance makes every number correct
+        raise ValueError(f"question {question_id!r}: {name} must be finite, got {value!r}")
     return number
 
 

@@ -1,0 +1,97 @@
+"""Chaos: a rollout job killed with SIGKILL at 5 seeded random moments, rerun after each kill,
+ends with the same store as an uninterrupted run, each question exactly once.
+
+The job runs in a child process (the local runner, what ``meds3 rollout`` calls) with a
+scripted engine slowed a little, so the kills land while trees are being searched and shards
+written; each kill comes a seeded random delay after the store has grown since the start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from meds3.config import save_config
+from meds3.data import save_questions
+from meds3.data.question import MedQuestion
+from meds3.mcts import SearchConfig
+from meds3.rollout import RolloutConfig, TreeStore, run_rollout
+from scripted_engine import ScriptedEngine
+
+TESTS = Path(__file__).resolve().parents[1]
+QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
+      for i in range(24)]
+
+DRIVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from scripted_engine import ScriptedEngine
+from meds3.config import load_config
+from meds3.rollout import RolloutConfig, run_rollout
+
+class SlowEngine(ScriptedEngine):
+    def generate(self, requests):
+        time.sleep(0.1)
+        return super().generate(requests)
+
+run_rollout(load_config(RolloutConfig, {config!r}), engine=SlowEngine(), progress=False)
+"""
+
+
+def stored_lines(out: Path) -> list[str]:
+    """Question id of every stored tree line, duplicates kept."""
+    return sorted(json.loads(line)["question"]["id"] for shard in (out / "trees").glob("trees-*.jsonl")
+                  for line in shard.read_text().splitlines() if line.strip())
+
+
+def shapes(out: Path) -> dict:
+    return {t.question.id: [(n.parent, n.kind, n.verdict, round(n.value, 9)) for n in t.nodes]
+            for t in TreeStore(out / "trees").iter_trees()}
+
+
+def config(tmp_path: Path, name: str) -> RolloutConfig:
+    seeds = tmp_path / "seeds.jsonl"
+    if not seeds.exists():
+        save_questions(seeds, QS)
+    return RolloutConfig(seeds=[str(seeds)], output_dir=str(tmp_path / name), live_trees=3, flush_every=1,
+                         search=SearchConfig(max_nodes=10))
+
+
+def test_five_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path):
+    rng = random.Random(20261202)
+    reference = config(tmp_path, "reference")
+    run_rollout(reference, engine=ScriptedEngine(), progress=False)
+
+    job = config(tmp_path, "chaos")
+    out = Path(job.output_dir)
+    out.mkdir(parents=True)
+    save_config(job, tmp_path / "job.yaml")
+    code = DRIVER.format(tests=str(TESTS), config=str(tmp_path / "job.yaml"))
+    kills = 0
+    for _ in range(5):
+        before = len(stored_lines(out))
+        if before == len(QS):
+            break
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and len(stored_lines(out)) == before:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
+        proc.stderr.close()
+        assert len(set(stored_lines(out))) == len(stored_lines(out))  # never a question twice
+    assert kills == 5 and len(stored_lines(out)) < len(QS)  # really interrupted 5 times, not run through
+    run_rollout(job, engine=ScriptedEngine(), progress=False)  # the last rerun finishes the job
+    assert stored_lines(out) == sorted(q.id for q in QS)  # each question exactly once
+    assert shapes(out) == shapes(Path(reference.output_dir))  # the same trees as without faults
+    assert not list((out / "trees").glob("*.tmp*"))  # no temporary file left behind
