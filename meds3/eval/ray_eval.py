@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
 from meds3.eval.config import EvalConfig
-from meds3.rollout.ray_units import RayUnitJob, Unit, actor_info, connect
+from meds3.rollout.ray_units import EngineActor, RayUnitJob, Unit, connect
 from meds3.rollout.shipping import Shipment
 
 logger = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ def default_engine_factory(config: EvalConfig):
     return build_engine(config.model, backend=config.backend, **config.engine_options())
 
 
-class EvalWorker:
+class EvalWorker(EngineActor):
     """A Ray actor body: one engine; samples the responses of the units it is given.
 
     Args:
@@ -50,18 +49,7 @@ class EvalWorker:
 
     def __init__(self, worker_id: int, config: EvalConfig, engine_factory: Optional[EngineFactory] = None,
                  shipment: Optional[Shipment] = None):
-        import torch
-
-        torch.set_num_threads(config.ray.threads)
-        self.worker_id = worker_id
-        self.config = shipment.localize(config) if shipment is not None else config
-        self.adapter_sha256 = shipment.adapter_sha256 if shipment is not None else ""
-        self.engine = (engine_factory or default_engine_factory)(self.config)
-
-    def info(self) -> dict[str, Any]:
-        """Where this actor runs (host, node, process id) and the adapter it serves."""
-        return {**actor_info(), "adapter": self.config.adapter,
-                "adapter_sha256": self.adapter_sha256}
+        super().__init__(worker_id, config, engine_factory or default_engine_factory, shipment)
 
     def run_unit(self, unit_id: int, kind: str, n: int, budget: Optional[int],
                  questions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,14 +65,6 @@ class EvalWorker:
                 "responses": [[r.to_dict() for r in rs] for rs in results],
                 "generated_tokens": sum(r.num_tokens for rs in results for r in rs),
                 "seconds": time.perf_counter() - start, "started_at": started_at, "ended_at": time.time()}
-
-    def close(self) -> dict[str, Any]:
-        """Close the engine (vLLM frees the memory it reserved); the driver calls this at the end."""
-        close = getattr(self.engine, "close", None)
-        if close is not None:
-            close()
-        self.engine = None
-        return {"worker": self.worker_id, "pid": os.getpid()}
 
 
 class RayEvalJob(RayUnitJob):

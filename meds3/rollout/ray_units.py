@@ -102,6 +102,44 @@ def actor_info() -> dict[str, Any]:
     return {"host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
+class EngineActor:
+    """The part every meds3 actor body shares: torch threads, the config with the shipped adapter
+    (and PRM) unpacked locally, one engine, ``info()`` and ``close()``.
+
+    Args:
+        worker_id: the driver's number for this actor (shown in summaries).
+        config: the job's config (its ``ray.threads`` and, after localizing, its ``adapter``).
+        engine_factory: ``factory(config) -> engine``, run here with the localized config.
+        shipment: the adapter and PRM packed by the driver (no path of the driver's is read);
+            None: the config's own paths.
+    """
+
+    def __init__(self, worker_id: int, config: Any, engine_factory: Callable[[Any], Any],
+                 shipment: Any = None):
+        import torch
+
+        torch.set_num_threads(config.ray.threads)
+        self.worker_id = worker_id
+        self.config = shipment.localize(config) if shipment is not None else config
+        self.adapter_sha256 = shipment.adapter_sha256 if shipment is not None else ""
+        self.engine = engine_factory(self.config)
+
+    def info(self) -> dict[str, Any]:
+        """Where this actor runs (host, node, process id), its torch threads and adapter."""
+        import torch
+
+        return {**actor_info(), "torch_threads": torch.get_num_threads(), "adapter": self.config.adapter,
+                "adapter_sha256": self.adapter_sha256}
+
+    def close(self) -> dict[str, Any]:
+        """Close the engine (vLLM frees the memory it reserved); the driver calls this at the end."""
+        close = getattr(self.engine, "close", None)
+        if close is not None:
+            close()
+        self.engine = None
+        return {"worker": self.worker_id, "pid": os.getpid()}
+
+
 def connect(ray_config: RayConfig) -> bool:
     """Start or join Ray unless already connected; True if this call connected (and should shut down).
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
 from meds3.mcts.forest import EngineFailure
-from meds3.rollout.ray_units import actor_info
+from meds3.rollout.ray_units import EngineActor
 from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
 from meds3.rollout.shipping import Shipment
 
@@ -22,7 +21,7 @@ def default_engine_factory(config: RolloutConfig):
     return build_engine(config.model, backend=config.backend, **config.engine_options())
 
 
-class RolloutWorker:
+class RolloutWorker(EngineActor):
     """A Ray actor body: one engine, the forest search on the units it is given.
 
     Args:
@@ -33,32 +32,10 @@ class RolloutWorker:
 
     def __init__(self, worker_id: int, config: RolloutConfig, engine_factory: Optional[EngineFactory] = None,
                  shipment: Optional[Shipment] = None):
-        import torch
-
-        torch.set_num_threads(config.ray.threads)
-        self.worker_id = worker_id
         # The adapter and PRM arrive through Ray's object store: no path of the driver's is read.
-        self.config = shipment.localize(config) if shipment is not None else config
-        self.adapter_sha256 = shipment.adapter_sha256 if shipment is not None else ""
-        config = self.config
-        self.engine = (engine_factory or default_engine_factory)(config)
-        self.value_model = build_value_model(config)  # PRM prior: the actor scores its own steps
+        super().__init__(worker_id, config, engine_factory or default_engine_factory, shipment)
+        self.value_model = build_value_model(self.config)  # PRM prior: the actor scores its own steps
         self.broken = ""  # the EngineFailure that ended this actor's engine ("" while it works)
-
-    def info(self) -> dict[str, Any]:
-        """Where this actor runs (host, node, process id), its torch threads and adapter."""
-        import torch
-
-        return {**actor_info(), "torch_threads": torch.get_num_threads(),
-                "adapter": self.config.adapter, "adapter_sha256": self.adapter_sha256}
-
-    def close(self) -> dict[str, Any]:
-        """Close the engine (vLLM frees the memory it reserved); the driver calls this at the end."""
-        close = getattr(self.engine, "close", None)
-        if close is not None:
-            close()
-        self.engine = None
-        return {"worker": self.worker_id, "pid": os.getpid()}
 
     def run_unit(self, unit_id: int, questions: list[dict[str, Any]]) -> dict[str, Any]:
         """Search one unit's questions; returns their trees (as dicts) and the unit's counts.
