@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +35,41 @@ def read_mcts(path: Path) -> dict[str, dict[str, Any]]:
     return read_records(path, lambda record: record, "search")
 
 
-def _check_key(out: Path, config) -> None:
-    """Saved searches must come from the same policy, PRM and search settings."""
+def _check_key(out: Path, config, force: bool = False) -> None:
+    """Saved searches must come from the same policy, PRM and search settings; with ``force``
+    saved searches made with other settings are moved to ``superseded-mcts-<time>/`` (the
+    sampled responses stay) and the searches start afresh."""
+    from meds3.config import ConfigError
     from meds3.eval.runner import check_saved_settings
 
-    check_saved_settings(out / "mcts.json", {"model": config.model, "adapter": config.adapter, "prm": config.prm,
-                                             "search": to_dict(config.mcts_search), "prompt": to_dict(config.prompt)},
-                         "saved PRM-guided searches used")
+    key = {"model": config.model, "adapter": config.adapter, "prm": config.prm,
+           "search": to_dict(config.mcts_search), "prompt": to_dict(config.prompt)}
+    what = "saved PRM-guided searches used"
+    try:
+        check_saved_settings(out / "mcts.json", key, what)
+    except ConfigError:
+        if not force:
+            raise
+        aside = out / f"superseded-mcts-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir(parents=True, exist_ok=True)
+        for path in [out / "mcts.json", *(out / "responses").glob(f"*.{SELECTOR}.jsonl")]:
+            os.replace(path, aside / path.name)
+        logger.warning("%s: PRM-guided searches made with other settings moved to %s (--force)", out, aside)
+        check_saved_settings(out / "mcts.json", key, what)
 
 
 def run_mcts(config, out: Path, datasets: dict[str, list[MedQuestion]], engine: Any, scorer: Any,
-             progress: bool) -> Any:
+             progress: bool, force: bool = False) -> Any:
     """Search every question without a saved result; returns the engine (built here if needed).
 
     Raises:
-        ConfigError: saved searches made with other settings.
+        ConfigError: saved searches made with other settings (without ``force``).
     """
     from tqdm import tqdm
 
     from meds3.infer.mcts import prm_guided_mcts
 
-    _check_key(out, config)
+    _check_key(out, config, force)
     todo = [(name, [q for q in qs if q.id not in read_mcts(mcts_path(out, name))]) for name, qs in datasets.items()]
     total = sum(len(qs) for _, qs in todo)
     if not total:

@@ -314,7 +314,7 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
     if config.mcts and scorer is None:
         logger.warning("mcts: no PRM given; PRM-guided MCTS skipped (give prm=...)")
     elif config.mcts and not rescore:
-        built = run_mcts(config, out, datasets, engine, scorer, progress)
+        built = run_mcts(config, out, datasets, engine, scorer, progress, force)
         if engine is None and built is not None:
             built.close()
     saved = {}
