@@ -104,6 +104,14 @@ def test_eval_strategy_with_resume(tmp_path):
     with pytest.raises(Exception, match="other settings"):
         run_eval(EvalConfig(**{**config.__dict__, "mcts_search": inference_search_config(max_nodes=7)}),
                  engine=engine, scorer=RecordingValueModel(), progress=False)
+    # --force moves only the searches aside (the sampled responses stay) and searches afresh
+    changed = EvalConfig(**{**config.__dict__, "mcts_search": inference_search_config(max_nodes=7)})
+    forced = run_eval(changed, engine=engine, scorer=RecordingValueModel(), progress=False, force=True)
+    [aside] = list((tmp_path / "eval").glob("superseded-mcts-*"))
+    assert sorted(p.name for p in aside.iterdir()) == ["mcts.json", "mini.prm-mcts.jsonl"]
+    assert (tmp_path / "eval" / "responses" / "mini.n2.jsonl").is_file()
+    [row7] = [r for r in forced["results"] if r["selector"] == "prm-mcts"]
+    assert row7["questions"] == 4 and row7["n"] == 7
 
 
 def test_prm_guided_mcts_on_tiny_random_llama():
@@ -117,11 +125,3 @@ def test_prm_guided_mcts_on_tiny_random_llama():
     for a in answers:
         assert a.tree.status == "complete" and a.tokens > 0
         assert all(n.prm_value is not None for n in a.tree.nodes[1:] if n.visits and not n.chained)
-    # --force moves only the searches aside (the sampled responses stay) and searches afresh
-    changed = EvalConfig(**{**config.__dict__, "mcts_search": inference_search_config(max_nodes=7)})
-    forced = run_eval(changed, engine=engine, scorer=RecordingValueModel(), progress=False, force=True)
-    [aside] = list((tmp_path / "eval").glob("superseded-mcts-*"))
-    assert sorted(p.name for p in aside.iterdir()) == ["mcts.json", "mini.prm-mcts.jsonl"]
-    assert (tmp_path / "eval" / "responses" / "mini.n2.jsonl").is_file()
-    [row7] = [r for r in forced["results"] if r["selector"] == "prm-mcts"]
-    assert row7["questions"] == 4 and row7["n"] == 7

@@ -49,7 +49,9 @@ class ForestStats:
     trees_done: int = 0
     trees_failed: int = 0
     trees_with_correct: int = 0
-    nodes: int = 0
+    nodes: int = 0  # of finished trees
+    live_trees: int = 0  # trees growing after the last round
+    live_nodes: int = 0  # their nodes so far
     generated_tokens: int = 0
     prompt_tokens_computed: int = 0
     prompt_tokens_cached: int = 0
@@ -187,6 +189,8 @@ class Forest:
                     yield self._finished(search.tree)
                 held, self._held_ids = [], set()
             self.stats.rounds += 1
+            self.stats.live_trees = len(live)
+            self.stats.live_nodes = sum(len(search.tree.nodes) for search in live)
             if on_round is not None:
                 on_round(self.stats)
 

@@ -260,17 +260,19 @@ def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, prog
 
     bar = tqdm(total=len(todo), desc="trees", unit="tree", disable=not progress, dynamic_ncols=True)
 
-    def show(stats: ForestStats) -> None:
-        bar.set_postfix(trees_s=f"{stats.trees_done / stats.elapsed:.3f}",
-                        tok_s=f"{stats.generated_tokens / stats.elapsed:.1f}",
-                        correct=f"{stats.trees_with_correct / max(stats.trees_done, 1):.0%}", refresh=False)
+    def show(stats: ForestStats, refresh: bool = True) -> None:
+        """The live figures; redrawn after every engine round, so the bar moves while the
+        first trees are still growing (nodes and tokens/s), not only when a tree is stored."""
+        bar.set_postfix(growing=stats.live_trees, nodes=stats.nodes + stats.live_nodes, rounds=stats.rounds, tok_s=f"{stats.generated_tokens / stats.elapsed:.1f}",
+                        trees_s=f"{stats.trees_done / stats.elapsed:.3f}",
+                        correct=f"{stats.trees_with_correct / max(stats.trees_done, 1):.0%}", refresh=refresh)
 
     try:
         for tree in forest.run(todo, on_round=show):
             tree.adapter_sha256 = adapter_sha256
             store.add(tree)
+            show(forest.stats, refresh=False)
             bar.update(1)
-            show(forest.stats)
     finally:
         store.flush()  # an interrupted job keeps every tree it finished
         bar.close()
