@@ -30,7 +30,7 @@ _KEEP = (".meds3.lock",)  # the folder's lock stays where the running job holds 
 # Engine options that change speed or memory but not what is generated: left out of the keys,
 # so a resume may tune them. Every other option (dtype, seed, attention kernel, ...) counts.
 OUTPUT_NEUTRAL_ENGINE_OPTIONS = frozenset({
-    "gpu_memory_utilization", "max_model_len", "enforce_eager", "swap_space", "cpu_offload_gb",
+    "gpu_memory_utilization", "max_model_len", "enforce_eager", "cpu_offload_gb",
     "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "tensor_parallel_size",
     "max_batch_size", "kv_cache_mb", "max_prefill_tokens", "prefix_cache_mb", "cache_generated",
     "share_prefill", "device", "enable_lora", "max_lora_rank", "max_loras",
@@ -47,15 +47,24 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def diff_keys(saved: Any, current: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two JSON-like values (sorted)."""
+# Free-form option dicts: a key set now but absent from the saved settings is a real change
+# (an option that was left at its default), not a config field added by a later meds3.
+_FREE_FORM = ("engine",)
+
+
+def diff_keys(saved: Any, current: Any, prefix: str = "", strict: bool = False) -> list[str]:
+    """Dotted keys whose values differ between two JSON-like values (sorted). A key that only
+    ``current`` has is not a difference (an older meds3 did not record it: a config field added
+    since, whose default the saved outputs were made with), except inside the free-form option
+    dicts (``engine``) and where ``strict``."""
     if isinstance(saved, dict) and isinstance(current, dict):
         out: list[str] = []
-        for k in sorted(set(saved) | set(current)):
+        for k in sorted(set(saved) | set(current) if strict else set(saved)):
             if k not in saved or k not in current:
                 out.append(f"{prefix}{k}")
             else:
-                out.extend(diff_keys(saved[k], current[k], f"{prefix}{k}."))
+                out.extend(diff_keys(saved[k], current[k], f"{prefix}{k}.",
+                                     strict or (not prefix and k in _FREE_FORM)))
         return out
     return [] if saved == current else [prefix.rstrip(".") or "(all)"]
 
@@ -63,7 +72,7 @@ def diff_keys(saved: Any, current: Any, prefix: str = "") -> list[str]:
 def mismatch_message(where: Any, what: str, saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The refusal message for ``current`` against ``saved`` settings, or None when they agree.
 
-    A top-level key missing from ``saved`` (recorded by an older version) is not a difference.
+    A key missing from ``saved`` at any depth (recorded by an older version) is not a difference.
     """
     current = plain(current)
     changed = [k for k in diff_keys(saved, current) if k.split(".")[0] in saved]

@@ -230,6 +230,33 @@ def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestio
     return engine
 
 
+def _drop_stale_scores(out: Path, prm: Optional[str], datasets: dict[str, list[MedQuestion]], runs: list[Run]) -> None:
+    """Saved step scores are kept only while the PRM that made them is unchanged: its content
+    hash is recorded in ``scores.json``; when the PRM directory changed (retrained in place,
+    e.g. an evolve stage forced to rerun), every saved score is dropped and scored again."""
+    from meds3.io import atomic_write_json
+    from meds3.rollout.shipping import dir_sha256
+
+    if not prm or not Path(prm).is_dir():
+        return
+    current = {"prm_sha256": dir_sha256(prm)}
+    path = out / "scores.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if saved is not None and saved != current:
+        logger.warning("%s: the PRM changed since its step scores were saved; scoring every response again", out)
+        for run in runs:
+            for name in datasets:
+                rpath = response_path(out, name, run)
+                records = read_responses(rpath)
+                if any(r.step_scores is not None for rs in records.values() for r in rs):
+                    for rs in records.values():
+                        for r in rs:
+                            r.step_scores = None
+                    write_responses(rpath, records)
+    if saved != current:
+        atomic_write_json(path, current)
+
+
 def _score(out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run], scorer: Any, progress: bool) -> None:
     """Add PRM step scores to every saved sampled response that lacks them."""
     from tqdm import tqdm
@@ -309,6 +336,8 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
         if engine is None and built is not None:
             built.close()
     scorer = scorer if scorer is not None else load_scorer(config.prm)
+    if scorer is not None:
+        _drop_stale_scores(out, config.prm, datasets, runs)
     if scorer is not None:
         _score(out, datasets, runs, scorer, progress)
     if config.mcts and scorer is None:

@@ -198,8 +198,13 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
             adapter = policy.summary.get("adapter_dir")
             evals.append((f"iter{k}", _evaluate(config, engines, eval_files, adapter, prm_dir,
                                                 it / "eval", f"iter{k}/eval", progress, run_eval, **resume)))
-    finally:
-        engines.close()
+    except BaseException:
+        try:  # a dead engine may fail to close: never let that hide the error that stopped the loop
+            engines.close()
+        except Exception as exc:  # noqa: BLE001
+            logger.error("could not close the generation engine after an error: %s", exc)
+        raise
+    engines.close()
     stages += [r for _, r in evals]
     return write_report(out, evals, stages)
 

@@ -108,7 +108,10 @@ def rollout_fingerprint(config: RolloutConfig) -> dict[str, Any]:
     sha = dir_sha256(adapter) if adapter and Path(adapter).is_dir() else (f"(missing: {adapter})" if adapter else "")
     return {"model": config.model, "adapter_sha256": sha, "backend": config.backend,
             "engine": engine_key(config.engine), "search": to_dict(config.search), "prompt": to_dict(config.prompt),
-            "prm": config.prm if config.search.prm_prior_weight > 0 else None}
+            "prm": config.prm if config.search.prm_prior_weight > 0 else None,
+            # the PRM's content: a PRM retrained in place (evolve --force) is another prior
+            "prm_sha256": dir_sha256(config.prm) if config.search.prm_prior_weight > 0 and config.prm
+            and Path(config.prm).is_dir() else ""}
 
 
 def check_rollout_settings(config: RolloutConfig, force: bool = False) -> bool:

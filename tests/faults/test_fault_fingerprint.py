@@ -112,3 +112,17 @@ def test_force_flag_on_the_commands(command):
     parser = build_parser()
     assert parser.parse_args([command, "--force"]).force is True
     assert parser.parse_args([command]).force is False
+
+
+def test_a_config_field_added_by_a_later_version_does_not_block_a_resume():
+    from meds3.resume import mismatch_message
+
+    saved = {"search": {"max_nodes": 8}, "engine": {}}
+    # a field added to SearchConfig since: not a difference, at any depth
+    assert mismatch_message("x", "trees", saved, {"search": {"max_nodes": 8, "new_field": 0}, "engine": {}}) is None
+    # a real change still is; so is an engine option set now that was left at its default then
+    assert "search.max_nodes" in mismatch_message("x", "trees", saved, {"search": {"max_nodes": 9}, "engine": {}})
+    assert "engine.dtype" in mismatch_message("x", "trees", saved, {"search": {"max_nodes": 8},
+                                                                    "engine": {"dtype": "float16"}})
+    # a field the saved settings have but the current ones lack is a difference
+    assert "search.old" in mismatch_message("x", "trees", {"search": {"old": 1}}, {"search": {}})
