@@ -66,6 +66,7 @@ class WorkerState:
     handle: Any
     inflight: deque = field(default_factory=deque)  # (ref, unit), oldest (running) first
     running_since: float = 0.0  # monotonic time the oldest unit in flight started (about)
+    created: float = 0.0  # monotonic time the actor was asked for (its start has a deadline too)
     ready: bool = False  # engine built; only ready actors are given units
     alive: bool = True
     host: str = ""
@@ -247,7 +248,7 @@ class RayUnitJob:
                                                            max_restarts=0, max_task_retries=0)
         wid = self._next_worker
         self._next_worker += 1
-        state = WorkerState(wid, actor_cls.remote(*self.actor_args(wid)))
+        state = WorkerState(wid, actor_cls.remote(*self.actor_args(wid)), created=time.monotonic())
         self.workers[wid] = state
         self._starting[state.handle.info.remote()] = state
         return state
@@ -355,19 +356,28 @@ class RayUnitJob:
             self._store_unit(worker, unit, result)
 
     def _wait_s(self) -> Optional[float]:
-        """How long the loop may block: until the nearest unit deadline (None: no deadline)."""
+        """How long the loop may block: until the nearest deadline of a running unit or of an
+        actor's start (None: no deadline)."""
         timeout = self.ray_config.unit_timeout_s
         running = [w.running_since for w in self.alive() if w.inflight]
+        running += [w.created for w in self._starting.values()]
         if timeout is None or not running:
             return None
         return max(0.05, min(running) + timeout - time.monotonic())
 
     def _check_deadlines(self) -> None:
-        """Kill and replace every actor whose running unit is past ``ray.unit_timeout_s``."""
+        """Kill and replace every actor whose running unit is past ``ray.unit_timeout_s``; kill an
+        actor still starting after that long (its start then fails and is handled as such)."""
         import ray
 
         timeout = self.ray_config.unit_timeout_s
         now = time.monotonic()
+        for w in list(self._starting.values()):
+            if timeout is not None and now - w.created > timeout and not w.died:
+                self.timeouts += 1
+                w.died = f"start ran past ray.unit_timeout_s ({timeout:g} s)"
+                logger.warning("worker %d: still starting after %.0f s; killing the actor", w.id, timeout)
+                ray.kill(w.handle)
         for w in list(self.alive()):
             if timeout is not None and w.inflight and now - w.running_since > timeout:
                 self.timeouts += 1
@@ -388,7 +398,7 @@ class RayUnitJob:
             if self._any_ready:  # others built the same engine: this actor was unlucky, replace it
                 self._worker_died(worker, ref, exc)
                 return
-            worker.alive, worker.died = False, _reason(exc)  # a bad model or engine option, or a bad node
+            worker.alive, worker.died = False, worker.died or _reason(exc)  # a bad model or option, or a bad node
             self.start_failures += 1
             logger.error("worker %d could not start: %s", worker.id, worker.died)
             if self.start_failures <= self.ray_config.num_workers and self.replacements_left > 0 and self.pending:
@@ -463,7 +473,7 @@ class RayUnitJob:
 
         reason = f"worker {worker.id} died: {_reason(exc)}"
         if worker.alive:
-            worker.alive, worker.died = False, _reason(exc)
+            worker.alive, worker.died = False, worker.died or _reason(exc)
             logger.warning("%s", reason)
         for r, w in list(self._starting.items()):
             if w is worker:

@@ -142,3 +142,27 @@ def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(r
     broken = [w for w in r["per_worker"] if not w["alive"]]
     assert len(broken) == 1 and "EngineFailure" in broken[0]["died"] and r["workers"] == 3
     assert r["retries"] >= 1
+
+
+class FirstStartHangs:
+    """The first actor's engine build never ends (a node stuck loading weights)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __call__(self, config):
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            time.sleep(1)
+            return ScriptedEngine()
+        time.sleep(3600)
+
+
+def test_an_actor_whose_start_hangs_is_killed_and_replaced(ray_instance, tmp_path):
+    config = job(tmp_path, unit_size=2, unit_timeout_s=6.0, num_workers=1)  # the hung actor is the only one
+    summary = run_ray_rollout(config, progress=False, engine_factory=FirstStartHangs(str(tmp_path / "marker")))
+    r = summary["ray"]
+    assert r["failed_units"] == [] and stored(config) == [q.id for q in QS]
+    [hung] = [w for w in r["per_worker"] if not w["alive"]]
+    assert "start ran past ray.unit_timeout_s" in hung["died"] and r["timeouts"] >= 1
