@@ -85,6 +85,10 @@ class TransformersEngine(Engine):
         seed: seeds the draws of requests that have no seed.
         attn_implementation: transformers attention kernel; the default is ``sdpa`` with
             grouped-query decoding that reads the KV cache in place (``fast_ops.py``).
+        batch_invariant: a request's tokens do not depend on what else is in the batch (its
+            neighbours, their number and lengths, rows finishing, a resume): linear layers in
+            fixed row tiles, attention per row over its own keys, no prefix store
+            (:mod:`meds3.engines.invariant`). Slower; off by default.
         trust_remote_code: run Python code shipped in the model's repository (custom model or
             tokenizer classes) when loading it; off by default, since that code runs with this
             process's rights. Passed to both the model and the tokenizer loading.
@@ -95,13 +99,20 @@ class TransformersEngine(Engine):
                  kv_cache_mb: int | None = None, max_prefill_tokens: int = 4096,
                  prefix_cache_mb: int = 1024, cache_generated: bool = True,
                  share_prefill: bool = True, seed: int = 0,
-                 attn_implementation: str = fast_ops.NAME, trust_remote_code: bool = False):
+                 attn_implementation: str = fast_ops.NAME, trust_remote_code: bool = False,
+                 batch_invariant: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(dtype, str):
             dtype = _DTYPES[dtype]
         self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.batch_invariant = batch_invariant
+        if batch_invariant:
+            from meds3.engines import invariant
+
+            attn_implementation = invariant.NAME
+            prefix_cache_mb = 0  # a prefix-cache hit prefills a suffix: other rounding than the whole prompt
         if isinstance(model, (str, os.PathLike)):
             self.model_path = str(resolve_model(model))
             self.model = AutoModelForCausalLM.from_pretrained(
@@ -109,14 +120,18 @@ class TransformersEngine(Engine):
                 trust_remote_code=trust_remote_code)
             self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(
                 self.model_path, trust_remote_code=trust_remote_code)
-            if self.device.type == "cpu":
+            if self.device.type == "cpu" and not batch_invariant:
                 fast_ops.chunk_output_head(self.model)
         else:
             if tokenizer is None:
                 raise ValueError("a loaded model needs tokenizer=")
             self.model, self.tokenizer = model, tokenizer
             self.model_path = str(getattr(model, "name_or_path", ""))
+            if batch_invariant:
+                self.model.set_attn_implementation(attn_implementation)
         self.model.to(self.device).eval()
+        if batch_invariant:
+            invariant.tile_linears(self.model)
         cfg = self.model.config.get_text_config()
         self._max_len = getattr(cfg, "max_position_embeddings", None)
         heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
@@ -370,6 +385,10 @@ class TransformersEngine(Engine):
             else:
                 self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=name)
             self.model.to(self.device).eval()
+            if self.batch_invariant:
+                from meds3.engines.invariant import tile_linears
+
+                tile_linears(self.model)  # the adapter's LoRA layers too
             self._adapters[adapter] = name
         if self._adapters:
             if adapter is None:

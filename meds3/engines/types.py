@@ -22,8 +22,10 @@ class SamplingParams:
         max_new_tokens: most tokens generated per sample.
         stop: strings that end a sample; the text is cut before the first one found (the
             MCTS uses ``["Step k:"]`` to stop a Reason step before the next step).
-        seed: same seed, same prompt, same params -> same samples, whatever else is in the
-            batch. ``None`` draws a fresh seed from the engine.
+        seed: same seed, same prompt, same params -> the same random draws. The samples are
+            bit-identical whatever else is in the batch only with the transformers engine's
+            ``batch_invariant=True`` (meds3/engines/invariant.py); otherwise the batch can change
+            a logit's rounding and, rarely, a sampled token. ``None`` draws a fresh seed.
         include_stop_str_in_output: keep the matched stop string at the end of ``text``.
         ignore_eos: keep generating past end-of-sequence tokens (for benchmarks).
     """

@@ -32,7 +32,8 @@ class SamplerConfig:
         top_p: nucleus mass.
         max_new_tokens: most tokens per response (without a maximum thinking budget).
         seed: base seed; each question's seed derives from it and the question id, so a
-            question gets the same responses whatever else is in the batch (None: unseeded).
+            question gets the same random draws whatever else is in the batch (the same
+            responses bit for bit with a batch-invariant engine; None: unseeded).
         adapter: LoRA adapter directory of the policy (None: the base model).
         budget: budget forcing (off by default).
     """

@@ -46,8 +46,9 @@ THINK_TOKENS = 4  # a Think output names its action in the first word or two
 
 
 def request_seed(seed: int, question_id: str, node_id: int, kind: str) -> int:
-    """A seed that depends only on the search seed and the request's place in its tree, so
-    a tree grows the same whatever else shares its batch."""
+    """A seed that depends only on the search seed and the request's place in its tree, so a
+    tree draws the same random numbers whatever else shares its batch (and grows the same bit
+    for bit with a batch-invariant engine: ``engine.batch_invariant``)."""
     digest = hashlib.sha256(f"{seed}:{question_id}:{node_id}:{kind}".encode()).digest()
     return int.from_bytes(digest[:7], "big")
 
