@@ -52,30 +52,40 @@ def plain(value: Any) -> Any:
 _FREE_FORM = ("engine",)
 
 
-def diff_keys(saved: Any, current: Any, prefix: str = "", strict: bool = False) -> list[str]:
-    """Dotted keys whose values differ between two JSON-like values (sorted). A key that only
-    ``current`` has is not a difference (an older meds3 did not record it: a config field added
-    since, whose default the saved outputs were made with), except inside the free-form option
-    dicts (``engine``) and where ``strict``."""
+def diff_keys(saved: Any, current: Any, prefix: str = "", strict: bool = False, defaults: Any = None) -> list[str]:
+    """Dotted keys whose values differ between two JSON-like values (sorted).
+
+    A key that only ``current`` has was not recorded by an older meds3 (a config field added
+    since): at the top level it is not a difference (the rule for whole settings added to a
+    key later); deeper, it is not a difference when its value is the field's default
+    (``defaults``: the same structure built from default configs), since the saved outputs were
+    made with that default. Inside the free-form option dicts (``engine``) and where ``strict``,
+    every key counts."""
     if isinstance(saved, dict) and isinstance(current, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         out: list[str] = []
-        for k in sorted(set(saved) | set(current) if strict else set(saved)):
-            if k not in saved or k not in current:
+        for k in sorted(set(saved) | set(current)):
+            if k not in current:
                 out.append(f"{prefix}{k}")
+            elif k not in saved:
+                if strict or (prefix and not (k in defaults and defaults[k] == current[k])):
+                    out.append(f"{prefix}{k}")
             else:
                 out.extend(diff_keys(saved[k], current[k], f"{prefix}{k}.",
-                                     strict or (not prefix and k in _FREE_FORM)))
+                                     strict or (not prefix and k in _FREE_FORM), defaults.get(k)))
         return out
     return [] if saved == current else [prefix.rstrip(".") or "(all)"]
 
 
-def mismatch_message(where: Any, what: str, saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+def mismatch_message(where: Any, what: str, saved: dict[str, Any], current: dict[str, Any],
+                     defaults: dict[str, Any] | None = None) -> str | None:
     """The refusal message for ``current`` against ``saved`` settings, or None when they agree.
 
-    A key missing from ``saved`` at any depth (recorded by an older version) is not a difference.
+    Keys an older version did not record are not differences at the top level, nor deeper at
+    their default value (``defaults``; see :func:`diff_keys`).
     """
     current = plain(current)
-    changed = [k for k in diff_keys(saved, current) if k.split(".")[0] in saved]
+    changed = diff_keys(saved, current, defaults=plain(defaults) if defaults is not None else None)
     if not changed:
         return None
     top = sorted({k.split(".")[0] for k in changed})
@@ -112,7 +122,8 @@ def read_settings(path: Path) -> dict[str, Any]:
     return saved
 
 
-def check_settings(path: str | os.PathLike, settings: dict[str, Any], what: str, force: bool = False) -> bool:
+def check_settings(path: str | os.PathLike, settings: dict[str, Any], what: str, force: bool = False,
+                   defaults: dict[str, Any] | None = None) -> bool:
     """Record ``settings`` in ``path`` on a first run; on a rerun, refuse other settings.
 
     Args:
@@ -121,6 +132,8 @@ def check_settings(path: str | os.PathLike, settings: dict[str, Any], what: str,
         what: what the saved outputs are, for the message (``trees in it were searched``).
         force: on a mismatch, move the folder's outputs aside (:func:`move_aside`) and record
             ``settings`` instead of refusing.
+        defaults: ``settings`` as default configs give them: a field an older version did not
+            record is accepted at its default (:func:`diff_keys`).
 
     Returns:
         True when the folder was started afresh (forced past a mismatch).
@@ -136,7 +149,7 @@ def check_settings(path: str | os.PathLike, settings: dict[str, Any], what: str,
     reset = False
     if path.exists():
         saved = read_settings(path)
-        message = mismatch_message(path.parent, what, saved, current)
+        message = mismatch_message(path.parent, what, saved, current, defaults)
         if message and not force:
             raise ConfigError(message)
         if message:

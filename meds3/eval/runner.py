@@ -141,10 +141,12 @@ def write_responses(path: Path, records: dict[str, list[Response]]) -> None:
 def _check_resume(out: Path, config: EvalConfig, force: bool = False) -> bool:
     """A resumed run must generate with the settings its saved responses came from; True
     when ``force`` moved mismatching outputs aside."""
-    return check_saved_settings(out / "generation.json", config.generation_key(), "saved responses were generated", force)
+    return check_saved_settings(out / "generation.json", config.generation_key(), "saved responses were generated",
+                                force, defaults=EvalConfig().generation_key())
 
 
-def check_saved_settings(path: Path, key: dict[str, Any], what: str, force: bool = False) -> bool:
+def check_saved_settings(path: Path, key: dict[str, Any], what: str, force: bool = False,
+                         defaults: dict[str, Any] | None = None) -> bool:
     """Record ``key`` in ``path`` on a first run; on a rerun, refuse other settings
     (:func:`meds3.resume.check_settings`; keys an older version did not record are accepted).
 
@@ -159,7 +161,7 @@ def check_saved_settings(path: Path, key: dict[str, Any], what: str, force: bool
     """
     from meds3.resume import check_settings
 
-    return check_settings(path, key, what, force)
+    return check_settings(path, key, what, force, defaults)
 
 
 def plan_chunks(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run],

@@ -128,7 +128,8 @@ def check_rollout_settings(config: RolloutConfig, force: bool = False) -> bool:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return check_settings(out / FINGERPRINT, rollout_fingerprint(config), "trees in it were searched", force)
+    return check_settings(out / FINGERPRINT, rollout_fingerprint(config), "trees in it were searched", force,
+                          defaults=rollout_fingerprint(RolloutConfig()))
 
 
 def load_seed_questions(config: RolloutConfig) -> list[MedQuestion]:

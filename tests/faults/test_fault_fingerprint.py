@@ -118,8 +118,15 @@ def test_a_config_field_added_by_a_later_version_does_not_block_a_resume():
     from meds3.resume import mismatch_message
 
     saved = {"search": {"max_nodes": 8}, "engine": {}}
-    # a field added to SearchConfig since: not a difference, at any depth
-    assert mismatch_message("x", "trees", saved, {"search": {"max_nodes": 8, "new_field": 0}, "engine": {}}) is None
+    defaults = {"search": {"max_nodes": 60, "new_field": 0}, "engine": {}}
+    # a field added to SearchConfig since, at its default: not a difference
+    assert mismatch_message("x", "trees", saved, {"search": {"max_nodes": 8, "new_field": 0}, "engine": {}},
+                            defaults) is None
+    # the same field at another value: the saved trees were made with the default, so it is
+    assert "search.new_field" in mismatch_message("x", "trees", saved, {"search": {"max_nodes": 8, "new_field": 1},
+                                                                        "engine": {}}, defaults)
+    # a whole setting added to the key later (top level) is not a difference
+    assert mismatch_message("x", "trees", saved, {**saved, "backend": "vllm"}, defaults) is None
     # a real change still is; so is an engine option set now that was left at its default then
     assert "search.max_nodes" in mismatch_message("x", "trees", saved, {"search": {"max_nodes": 9}, "engine": {}})
     assert "engine.dtype" in mismatch_message("x", "trees", saved, {"search": {"max_nodes": 8},

@@ -1,0 +1,111 @@
+"""How busy the search keeps the engine: the forest's generated tokens/s divided by the engine's
+own tokens/s at the same concurrency, measured in the same run, and the share of prompt tokens
+served from the prefix cache.
+
+1. The search: the README main job's rollout config (``examples/configs/evolve.yaml``'s
+   ``rollout`` section) over ``--questions`` seed questions with its ``live_trees``; the engine
+   is wrapped to count the sequences of every call.
+2. The capacity: one ``generate`` call with as many sequences as the search's calls carried on
+   average, each with distinct prompts of the search's mean prompt length and the search's
+   mean new tokens per sequence, run to the end (``ignore_eos``).
+
+Utilization = (1) / (2). Below 1, the engine waited: rounds end with the slowest request, and
+batches shrink to the stragglers (issue 16 targets >= 0.8).
+
+    python benchmarks/bench_utilization.py --questions 4 --json runs/bench_utilization.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+class Counting:
+    """Wraps an engine and counts what the search asks of it."""
+
+    def __init__(self, engine):
+        self.engine, self.tokenizer = engine, engine.tokenizer
+        self.calls = self.sequences = self.prompt_tokens = self.new_tokens = 0
+
+    def generate(self, requests):
+        results = self.engine.generate(requests)
+        self.calls += 1
+        self.sequences += sum(r.n for r in requests)
+        self.prompt_tokens += sum(len(self.tokenizer.encode(r.prompt, add_special_tokens=False)) * r.n
+                                  for r in requests if r.prompt is not None)
+        self.new_tokens += sum(len(s.token_ids) for res in results for s in res.samples)
+        return results
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+
+def capacity(engine, sequences: int, prompt_tokens: int, new_tokens: int) -> float:
+    """Generated tokens/s of one call of ``sequences`` distinct prompts run to ``new_tokens``."""
+    from meds3.engines.types import GenerationRequest, SamplingParams
+
+    words = max(1, prompt_tokens // 2)
+    requests = [GenerationRequest(prompt=engine.chat_prompt([{"role": "user", "content": f"Case {i}. " + "finding " * words}]),
+                                  params=SamplingParams(temperature=1.0, max_new_tokens=new_tokens, seed=i,
+                                                        ignore_eos=True))
+                for i in range(sequences)]
+    start = time.perf_counter()
+    results = engine.generate(requests)
+    return sum(len(s.token_ids) for r in results for s in r.samples) / (time.perf_counter() - start)
+
+
+def measure(backend: str, model: str, questions: int) -> dict:
+    from meds3.config import load_config
+    from meds3.data import load_questions
+    from meds3.engines import build_engine
+    from meds3.evolve import EvolveConfig
+    from meds3.rollout.runner import build_forest
+
+    config = load_config(EvolveConfig, "examples/configs/evolve.yaml", [])
+    rollout = config.rollout
+    qs = load_questions(config.seeds[0])[:questions]
+    options = {"enforce_eager": True} if backend == "vllm" else {}
+    engine = Counting(build_engine(model, backend=backend, **options))
+    forest = build_forest(rollout, engine)
+    start = time.perf_counter()
+    trees = list(forest.run(qs))
+    seconds = time.perf_counter() - start
+    s = forest.stats
+    search_tok_s = s.generated_tokens / seconds
+    per_call = round(engine.sequences / max(engine.calls, 1))
+    mean_prompt = engine.prompt_tokens // max(engine.sequences, 1)
+    mean_new = max(1, engine.new_tokens // max(engine.sequences, 1))
+    engine_tok_s = capacity(engine.engine, per_call, mean_prompt, mean_new)
+    computed, cached = s.prompt_tokens_computed, s.prompt_tokens_cached
+    engine.engine.close()
+    return {"backend": backend, "trees": len(trees), "seconds": round(seconds, 1), "rounds": s.rounds,
+            "engine_calls": engine.calls, "sequences_per_call": per_call, "mean_prompt_tokens": mean_prompt,
+            "mean_new_tokens": mean_new, "search_tokens_per_s": round(search_tok_s, 1),
+            "engine_tokens_per_s": round(engine_tok_s, 1), "utilization": round(search_tok_s / engine_tok_s, 3),
+            "prompt_tokens_cached_share": round(cached / max(cached + computed, 1), 3) if computed + cached else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--backends", nargs="+", default=["transformers"], choices=["transformers", "vllm"])
+    parser.add_argument("--questions", type=int, default=4)
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    rows = [measure(b, args.model, args.questions) for b in args.backends]
+    keys = ["backend", "trees", "seconds", "engine_calls", "sequences_per_call", "mean_new_tokens",
+            "search_tokens_per_s", "engine_tokens_per_s", "utilization", "prompt_tokens_cached_share"]
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
