@@ -5,9 +5,10 @@ served from the prefix cache.
 1. The search: the README main job's rollout config (``examples/configs/evolve.yaml``'s
    ``rollout`` section) over ``--questions`` seed questions with its ``live_trees``; the engine
    is wrapped to count the sequences of every call.
-2. The capacity: one ``generate`` call with as many sequences as the search's calls carried on
-   average, each with distinct prompts of the search's mean prompt length and the search's
-   mean new tokens per sequence, run to the end (``ignore_eos``).
+2. The capacity: one ``generate`` call decoding as many sequences as the search's calls carried
+   on average, for the search's mean new tokens per sequence, run to the end (``ignore_eos``):
+   one prompt of the search's mean prompt length sampled that many times, since the search's
+   own prompts come mostly from the prefix cache.
 
 Utilization = (1) / (2). Below 1, the engine waited: rounds end with the slowest request, and
 batches shrink to the stragglers (issue 16 targets >= 0.8).
@@ -44,16 +45,17 @@ class Counting:
 
 
 def capacity(engine, sequences: int, prompt_tokens: int, new_tokens: int) -> float:
-    """Generated tokens/s of one call of ``sequences`` distinct prompts run to ``new_tokens``."""
+    """Generated tokens/s of one call decoding ``sequences`` rows to ``new_tokens`` each: one
+    prompt of the search's mean length sampled ``sequences`` times, so its single prefill costs
+    about what the search's mostly cached prompts cost (decode capacity at that concurrency)."""
     from meds3.engines.types import GenerationRequest, SamplingParams
 
-    words = max(1, prompt_tokens // 2)
-    requests = [GenerationRequest(prompt=engine.chat_prompt([{"role": "user", "content": f"Case {i}. " + "finding " * words}]),
-                                  params=SamplingParams(temperature=1.0, max_new_tokens=new_tokens, seed=i,
-                                                        ignore_eos=True))
-                for i in range(sequences)]
+    text = "Case. " + "finding " * max(1, prompt_tokens // 2)
+    request = GenerationRequest(prompt=engine.chat_prompt([{"role": "user", "content": text}]), n=sequences,
+                                params=SamplingParams(temperature=1.0, max_new_tokens=new_tokens, seed=0,
+                                                      ignore_eos=True))
     start = time.perf_counter()
-    results = engine.generate(requests)
+    results = engine.generate([request])
     return sum(len(s.token_ids) for r in results for s in r.samples) / (time.perf_counter() - start)
 
 
