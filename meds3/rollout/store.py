@@ -93,8 +93,9 @@ class TreeStore:
         qid = tree.question.id
         if qid in self._written or any(t.question.id == qid for t in self._buffer):
             raise ValueError(f"tree for question {qid!r} was already added")
-        if qid in self._index and qid in self.done_ids():
-            raise ValueError(f"question {qid!r} already has a stored tree ({self._index[qid].status})")
+        entry = self._index.get(qid)  # one entry, not the whole done set: retries stay O(1) per tree
+        if entry is not None and (entry.status != "failed" or entry.attempts >= self.max_attempts):
+            raise ValueError(f"question {qid!r} already has a stored tree ({entry.status})")
         self._buffer.append(tree)
         if len(self._buffer) >= self.flush_every:
             self.flush()
