@@ -69,25 +69,30 @@ def test_a_hung_engine_is_timed_out_its_actor_replaced_and_its_question_isolated
     assert sum(not w["alive"] for w in r["per_worker"]) == 2  # both hung actors were killed
 
 
-class FailFirstStart:
-    """An engine factory whose first build fails at once (one bad node); the others succeed a
-    few seconds later, so the failure comes before any actor has started."""
+class FirstBuildDiffers:
+    """An engine factory for 'one bad node': the first build across all actors (claimed with an
+    exclusive file) does ``bad``; every later build waits ``delay`` seconds and gives a working
+    engine."""
 
-    def __init__(self, marker: str):
-        self.marker = marker
+    def __init__(self, marker: str, bad: str, delay: float = 0.0):
+        self.marker, self.bad, self.delay = marker, bad, delay
 
     def __call__(self, config):
         try:
             os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
         except FileExistsError:
-            time.sleep(3)
+            time.sleep(self.delay)
             return ScriptedEngine()
-        raise OSError("CUDA driver not found on this node")
+        if self.bad == "fails":
+            raise OSError("CUDA driver not found on this node")
+        if self.bad == "hangs":  # a node stuck loading weights
+            time.sleep(3600)
+        return BrokenGPU()  # "broken": builds, but every call fails as after a lost CUDA context
 
 
 def test_an_actor_that_fails_before_any_started_is_replaced(ray_instance, tmp_path):
     config = job(tmp_path, unit_size=2)
-    summary = run_ray_rollout(config, progress=False, engine_factory=FailFirstStart(str(tmp_path / "marker")))
+    summary = run_ray_rollout(config, progress=False, engine_factory=FirstBuildDiffers(str(tmp_path / "marker"), "fails", delay=3))
     r = summary["ray"]
     assert r["start_failures"] == 1 and r["workers"] == 3 and r["failed_units"] == []
     assert stored(config) == [q.id for q in QS]
@@ -119,23 +124,9 @@ class BrokenGPU(ScriptedEngine):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
-class FirstActorBroken:
-    """The first actor's engine is broken for good; every other actor's works."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __call__(self, config):
-        try:
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return ScriptedEngine()
-        return BrokenGPU()
-
-
 def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(ray_instance, tmp_path):
     config = job(tmp_path, unit_size=2)
-    summary = run_ray_rollout(config, progress=False, engine_factory=FirstActorBroken(str(tmp_path / "marker")))
+    summary = run_ray_rollout(config, progress=False, engine_factory=FirstBuildDiffers(str(tmp_path / "marker"), "broken"))
     r = summary["ray"]
     assert r["failed_units"] == [] and summary["failed"] == 0  # no tree stored as failed
     assert stored(config) == [q.id for q in QS]
@@ -144,24 +135,9 @@ def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(r
     assert r["retries"] >= 1
 
 
-class FirstStartHangs:
-    """The first actor's engine build never ends (a node stuck loading weights)."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __call__(self, config):
-        try:
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            time.sleep(1)
-            return ScriptedEngine()
-        time.sleep(3600)
-
-
 def test_an_actor_whose_start_hangs_is_killed_and_replaced(ray_instance, tmp_path):
     config = job(tmp_path, unit_size=2, unit_timeout_s=6.0, num_workers=1)  # the hung actor is the only one
-    summary = run_ray_rollout(config, progress=False, engine_factory=FirstStartHangs(str(tmp_path / "marker")))
+    summary = run_ray_rollout(config, progress=False, engine_factory=FirstBuildDiffers(str(tmp_path / "marker"), "hangs", delay=1))
     r = summary["ray"]
     assert r["failed_units"] == [] and stored(config) == [q.id for q in QS]
     [hung] = [w for w in r["per_worker"] if not w["alive"]]
