@@ -22,19 +22,14 @@ from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
 from meds3.eval.config import EvalConfig
-from meds3.rollout.ray_units import EngineActor, RayUnitJob, Unit, connect
+from meds3.rollout.ray_units import EngineActor, RayUnitJob, Unit, connect, default_engine_factory
 from meds3.rollout.shipping import Shipment
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["EngineFactory", "EvalWorker", "RayEvalJob", "default_engine_factory", "generate_on_ray"]
+
 EngineFactory = Callable[[EvalConfig], Any]
-
-
-def default_engine_factory(config: EvalConfig):
-    """The engine an evaluation actor builds: ``build_engine(config.model, config.backend, **engine options)``."""
-    from meds3.engines import build_engine
-
-    return build_engine(config.model, backend=config.backend, **config.engine_options())
 
 
 class EvalWorker(EngineActor):
@@ -46,10 +41,6 @@ class EvalWorker(EngineActor):
         engine_factory: ``factory(config) -> engine`` (default :func:`default_engine_factory`).
         shipment: the policy adapter, packed by the driver (no path of the driver's is read).
     """
-
-    def __init__(self, worker_id: int, config: EvalConfig, engine_factory: Optional[EngineFactory] = None,
-                 shipment: Optional[Shipment] = None):
-        super().__init__(worker_id, config, engine_factory or default_engine_factory, shipment)
 
     def run_unit(self, unit_id: int, kind: str, n: int, budget: Optional[int],
                  questions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,23 +71,16 @@ class RayEvalJob(RayUnitJob):
 
     def __init__(self, config: EvalConfig, out: Path, engine_factory: Optional[EngineFactory] = None,
                  progress: bool = True, on_unit_done: Optional[Callable[["RayEvalJob", dict], None]] = None):
-        super().__init__(config.ray, progress, on_unit_done, item="responses", name="evaluation")
-        self.config = config
+        super().__init__(config, engine_factory, progress, on_unit_done, item="responses", name="evaluation")
         self.out = out
-        self.engine_factory = engine_factory
         self.served_adapters: set[str] = set()
-        self._shipment = None
         self._written: dict[Path, set[str]] = {}
 
     def actor_class(self) -> type:
         return EvalWorker
 
-    def actor_args(self, worker_id: int) -> tuple:
-        import ray
-
-        if self._shipment is None:
-            self._shipment = ray.put(Shipment.for_paths(self.config.adapter))
-        return worker_id, self.config, self.engine_factory, self._shipment
+    def shipment(self) -> Shipment:
+        return Shipment.for_paths(self.config.adapter)  # the policy adapter; the PRM scores in the driver
 
     def unit_args(self, unit: Unit) -> tuple:
         run = unit.payload

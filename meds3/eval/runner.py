@@ -340,7 +340,6 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
     scorer = scorer if scorer is not None else load_scorer(config.prm)
     if scorer is not None:
         _drop_stale_scores(out, config.prm, datasets, runs)
-    if scorer is not None:
         _score(out, datasets, runs, scorer, progress)
     if config.mcts and scorer is None:
         logger.warning("mcts: no PRM given; PRM-guided MCTS skipped (give prm=...)")

@@ -38,7 +38,7 @@ from meds3.data.loaders import save_questions
 from meds3.data.question import MedQuestion
 from meds3.evolve.config import LOOP_FIELDS, EvolveConfig
 from meds3.evolve.report import write_report
-from meds3.evolve.stages import StageResult, run_stage
+from meds3.evolve.stages import StageResult, read_manifest, run_stage
 from meds3.locks import locks_output
 
 logger = logging.getLogger(__name__)
@@ -126,10 +126,8 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
     """
     from meds3.eval import run_eval
     from meds3.rollout import run_rollout
-    from meds3.train import train_policy, train_prm
-
-    from meds3.evolve.stages import read_manifest
     from meds3.rollout.runner import rollout_fingerprint
+    from meds3.train import train_policy, train_prm
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,12 @@ def is_fatal_engine_error(exc: BaseException) -> bool:
     return any(marker in text for marker in FATAL_ENGINE_ERRORS)
 
 
+def raise_if_fatal(exc: BaseException, what: str) -> None:
+    """Raise :class:`EngineFailure` (from ``exc``) when ``exc`` is fatal for ``what``."""
+    if is_fatal_engine_error(exc):
+        raise EngineFailure(f"{what} failed for good: {type(exc).__name__}: {exc}") from exc
+
+
 @dataclass
 class ForestStats:
     """Running totals of a forest run."""
@@ -243,8 +249,7 @@ class Forest:
             self._set_prm_scores([r for _, r in items], self.value_model.score_batch(
                 [(search.tree.question, [r.steps]) for search, r in items]))
         except Exception as exc:  # why: score tree by tree so only the trees that fail are lost
-            if is_fatal_engine_error(exc):  # a lost CUDA context in the PRM fails every later tree
-                raise EngineFailure(f"the PRM failed for good: {type(exc).__name__}: {exc}") from exc
+            raise_if_fatal(exc, "the PRM")  # a lost CUDA context in the PRM fails every later tree
             logger.warning("PRM scoring failed for the round (%s: %s); scoring tree by tree",
                            type(exc).__name__, exc)
             for search, reqs in batch:
@@ -254,9 +259,7 @@ class Forest:
                         self._set_prm_scores(own, self.value_model.score_batch(
                             [(search.tree.question, [r.steps]) for r in own]))
                     except Exception as own_exc:
-                        if is_fatal_engine_error(own_exc):
-                            raise EngineFailure(f"the PRM failed for good: {type(own_exc).__name__}: "
-                                                f"{own_exc}") from own_exc
+                        raise_if_fatal(own_exc, "the PRM")
                         self._fail(search, "scoring with the PRM", own_exc)
 
     @staticmethod

@@ -54,24 +54,17 @@ class RayRolloutJob(RayUnitJob):
 
     def __init__(self, config: RolloutConfig, engine_factory: Optional[EngineFactory] = None,
                  progress: bool = True, on_unit_done: Optional[Callable[["RayRolloutJob", dict], None]] = None):
-        super().__init__(config.ray, progress, on_unit_done, item="trees", name="rollout")
-        self.config = config
-        self.engine_factory = engine_factory
-        self._shipment = None  # ObjectRef of the packed adapter and PRM
+        super().__init__(config, engine_factory, progress, on_unit_done, item="trees", name="rollout")
         self._store = None
         self._written: set[str] = set()
 
     def actor_class(self) -> type:
         return RolloutWorker
 
-    def actor_args(self, worker_id: int) -> tuple:
-        import ray
+    def shipment(self):
+        from meds3.rollout.shipping import Shipment
 
-        if self._shipment is None:  # packed once per job, shared by every actor through the object store
-            from meds3.rollout.shipping import Shipment
-
-            self._shipment = ray.put(Shipment.for_config(self.config))
-        return worker_id, self.config, self.engine_factory, self._shipment
+        return Shipment.for_config(self.config)  # the adapter, and the PRM of the prior
 
     def unit_args(self, unit: Unit) -> tuple:
         return unit.id, [q.to_dict() for q in unit.questions]
@@ -100,9 +93,10 @@ class RayRolloutJob(RayUnitJob):
     def trees_done(self) -> int:
         return self.items_done
 
-    def run(self) -> dict[str, Any]:
-        """Search every question not yet stored; returns the summary (also in ``summary.json``)."""
-        out, store, todo = open_job(self.config)
+    def run(self, force: bool = False) -> dict[str, Any]:
+        """Search every question not yet stored; returns the summary (also in ``summary.json``).
+        ``force``: a store searched with other settings is moved aside (:func:`open_job`)."""
+        out, store, todo = open_job(self.config, force)
         started = time.perf_counter()
         self._store, self._written = store, store.done_ids()
         try:
@@ -127,7 +121,8 @@ class RayRolloutJob(RayUnitJob):
 
 @locks_output("rollout")
 def run_ray_rollout(config: RolloutConfig, progress: bool = True, engine_factory: Optional[EngineFactory] = None,
-                    on_unit_done: Optional[Callable[[RayRolloutJob, dict], None]] = None) -> dict[str, Any]:
+                    on_unit_done: Optional[Callable[[RayRolloutJob, dict], None]] = None,
+                    force: bool = False) -> dict[str, Any]:
     """Run a rollout job on Ray actors; resumable, with the same store and summary as the local runner.
 
     Connects to Ray as ``config.ray.address`` says unless already connected (then the
@@ -138,6 +133,8 @@ def run_ray_rollout(config: RolloutConfig, progress: bool = True, engine_factory
         progress: show a progress bar.
         engine_factory: ``factory(config) -> engine`` run in each actor (default: ``build_engine``).
         on_unit_done: ``hook(job, result)`` after each stored unit.
+        force: trees searched with other settings are moved aside and the job starts afresh,
+            instead of being refused.
 
     Returns:
         :func:`meds3.rollout.summarize` of every stored tree, plus ``ray``: seconds, trees/s,
@@ -147,7 +144,7 @@ def run_ray_rollout(config: RolloutConfig, progress: bool = True, engine_factory
 
     connected = connect(config.ray)
     try:
-        return RayRolloutJob(config, engine_factory, progress, on_unit_done).run()
+        return RayRolloutJob(config, engine_factory, progress, on_unit_done).run(force)
     finally:
         if connected:
             ray.shutdown()

@@ -87,8 +87,8 @@ class WorkerState:
         waited for the driver)."""
         busy = max(self.busy_s, 1e-9)
         span = max(self.last_end - self.first_start, busy)
-        return {"worker": self.id, "host": self.host, "node": self.node, "pid": self.pid, "alive": self.alive, "died": self.died, "units": self.units,
-                item: self.items, **self.counts, "generated_tokens": self.generated_tokens,
+        return {"worker": self.id, "host": self.host, "node": self.node, "pid": self.pid, "alive": self.alive,
+                "died": self.died, "units": self.units, item: self.items, **self.counts, "generated_tokens": self.generated_tokens,
                 "busy_s": round(self.busy_s, 2), f"{item}_per_s": round(self.items / busy, 4),
                 "tokens_per_s": round(self.generated_tokens / busy, 1),
                 "utilization": round(self.busy_s / span, 3) if self.units else 0.0}
@@ -103,6 +103,14 @@ def actor_info() -> dict[str, Any]:
     return {"host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
+def default_engine_factory(config: Any):
+    """The engine an actor builds from its job's config (rollout or evaluation alike):
+    ``build_engine(config.model, backend=config.backend, **config.engine_options())``."""
+    from meds3.engines import build_engine
+
+    return build_engine(config.model, backend=config.backend, **config.engine_options())
+
+
 class EngineActor:
     """The part every meds3 actor body shares: torch threads, the config with the shipped adapter
     (and PRM) unpacked locally, one engine, ``info()`` and ``close()``.
@@ -110,12 +118,13 @@ class EngineActor:
     Args:
         worker_id: the driver's number for this actor (shown in summaries).
         config: the job's config (its ``ray.threads`` and, after localizing, its ``adapter``).
-        engine_factory: ``factory(config) -> engine``, run here with the localized config.
+        engine_factory: ``factory(config) -> engine``, run here with the localized config
+            (default :func:`default_engine_factory`).
         shipment: the adapter and PRM packed by the driver (no path of the driver's is read);
             None: the config's own paths.
     """
 
-    def __init__(self, worker_id: int, config: Any, engine_factory: Callable[[Any], Any],
+    def __init__(self, worker_id: int, config: Any, engine_factory: Optional[Callable[[Any], Any]] = None,
                  shipment: Any = None):
         import torch
 
@@ -123,7 +132,7 @@ class EngineActor:
         self.worker_id = worker_id
         self.config = shipment.localize(config) if shipment is not None else config
         self.adapter_sha256 = shipment.adapter_sha256 if shipment is not None else ""
-        self.engine = engine_factory(self.config)
+        self.engine = (engine_factory or default_engine_factory)(self.config)
 
     def info(self) -> dict[str, Any]:
         """Where this actor runs (host, node, process id), its torch threads and adapter."""
@@ -163,14 +172,16 @@ def connect(ray_config: RayConfig) -> bool:
 class RayUnitJob:
     """Units of work on Ray actors, stored by the driver alone; see the module docstring.
 
-    Subclasses say which actor to start (:meth:`actor_class`, :meth:`actor_args`), how a unit
-    is sent to it (:meth:`unit_args`) and how its result is stored (:meth:`store_result`).
-    The actor class must have ``info()`` (a dict with ``host``, and ``node``/``pid`` from
-    :func:`actor_info`), ``run_unit(*unit_args)`` returning a dict with
-    ``seconds``, ``started_at``, ``ended_at`` and ``generated_tokens``, and ``close()``.
+    Subclasses say which actor to start (:meth:`actor_class`, an :class:`EngineActor` built with
+    ``(worker_id, config, engine_factory, shipment)``), what it must receive through the object
+    store (:meth:`shipment`, packed once per job), how a unit is sent to it (:meth:`unit_args`)
+    and how its result is stored (:meth:`store_result`). The actor's ``run_unit(*unit_args)``
+    returns a dict with ``seconds``, ``started_at``, ``ended_at`` and ``generated_tokens``.
 
     Args:
-        ray_config: actors, resources, unit size, retries.
+        config: the job's config; its ``ray`` section says actors, resources, unit size, retries.
+        engine_factory: ``factory(config) -> engine`` run in each actor (default
+            :func:`default_engine_factory`); picklable.
         progress: show a progress bar.
         on_unit_done: called as ``on_unit_done(job, result)`` after each unit is stored (a hook
             for monitoring and fault-injection tests).
@@ -178,10 +189,12 @@ class RayUnitJob:
         name: the job's kind, for messages (``rollout``, ``evaluation``).
     """
 
-    def __init__(self, ray_config: RayConfig, progress: bool = True,
+    def __init__(self, config: Any, engine_factory: Optional[Callable[[Any], Any]] = None, progress: bool = True,
                  on_unit_done: Optional[Callable[["RayUnitJob", dict], None]] = None, item: str = "items",
                  name: str = "ray"):
-        self.ray_config = ray_config
+        self.config = config
+        self.engine_factory = engine_factory
+        self.ray_config: RayConfig = config.ray
         self.name = name
         self.progress = progress
         self.on_unit_done = on_unit_done
@@ -190,7 +203,7 @@ class RayUnitJob:
         self.pending: deque[Unit] = deque()
         self.failed_units: list[dict[str, Any]] = []
         self.retries = 0
-        self.replacements_left = ray_config.replacements
+        self.replacements_left = self.ray_config.replacements
         self.generated_tokens = 0
         self.items_done = 0
         self.driver_store_s = 0.0  # the single writer's time per stored unit bounds a cluster's throughput
@@ -203,6 +216,7 @@ class RayUnitJob:
         self._owner: dict[Any, WorkerState] = {}  # unit result ref -> actor
         self._starting: dict[Any, WorkerState] = {}  # readiness ref -> actor
         self._any_ready = False
+        self._shipment = None  # ObjectRef of :meth:`shipment`, put once per job
         self._started = time.perf_counter()
         self._bar = None
 
@@ -210,9 +224,19 @@ class RayUnitJob:
     def actor_class(self) -> type:
         raise NotImplementedError
 
-    def actor_args(self, worker_id: int) -> tuple:
-        """Arguments of the actor's constructor."""
+    def shipment(self) -> Any:
+        """What every actor reads instead of the driver's disk (a
+        :class:`meds3.rollout.shipping.Shipment`)."""
         raise NotImplementedError
+
+    def actor_args(self, worker_id: int) -> tuple:
+        """Arguments of the actor's constructor; the shipment is packed and put in the object
+        store once per job, and every actor (replacements too) gets the same reference."""
+        import ray
+
+        if self._shipment is None:
+            self._shipment = ray.put(self.shipment())
+        return worker_id, self.config, self.engine_factory, self._shipment
 
     def unit_args(self, unit: Unit) -> tuple:
         """Arguments of the actor's ``run_unit`` for ``unit``."""

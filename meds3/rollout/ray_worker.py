@@ -7,18 +7,14 @@ from typing import Any, Callable, Optional
 
 from meds3.data.question import MedQuestion
 from meds3.mcts.forest import EngineFailure
-from meds3.rollout.ray_units import EngineActor
+from meds3.rollout.ray_units import EngineActor, default_engine_factory
 from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
 from meds3.rollout.shipping import Shipment
 
 EngineFactory = Callable[[RolloutConfig], Any]
 
 
-def default_engine_factory(config: RolloutConfig):
-    """The engine a worker builds: ``build_engine(config.model, config.backend, **config.engine)``."""
-    from meds3.engines import build_engine
-
-    return build_engine(config.model, backend=config.backend, **config.engine_options())
+__all__ = ["EngineFactory", "RolloutWorker", "default_engine_factory"]
 
 
 class RolloutWorker(EngineActor):
@@ -33,7 +29,7 @@ class RolloutWorker(EngineActor):
     def __init__(self, worker_id: int, config: RolloutConfig, engine_factory: Optional[EngineFactory] = None,
                  shipment: Optional[Shipment] = None):
         # The adapter and PRM arrive through Ray's object store: no path of the driver's is read.
-        super().__init__(worker_id, config, engine_factory or default_engine_factory, shipment)
+        super().__init__(worker_id, config, engine_factory, shipment)
         self.value_model = build_value_model(self.config)  # PRM prior: the actor scores its own steps
         self.broken = ""  # the EngineFailure that ended this actor's engine ("" while it works)
 

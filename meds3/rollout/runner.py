@@ -205,14 +205,13 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force
             are stored, the trees in progress are searched again by a rerun.
         OutputLocked: another job holds ``output_dir`` (:mod:`meds3.locks`; on Ray the driver holds it).
     """
-    check_rollout_settings(config, force)  # before either runner opens the job (open_job checks again)
     if config.ray.enabled:
         if engine is not None:
             raise ValueError("a Ray job builds one engine per actor; pass engine_factory to run_ray_rollout")
         from meds3.rollout.ray_runner import run_ray_rollout
 
-        return run_ray_rollout(config, progress=progress)
-    out, store, todo = open_job(config)
+        return run_ray_rollout(config, progress=progress, force=force)
+    out, store, todo = open_job(config, force)
     if todo:
         if engine is None:
             from meds3.engines import build_engine
@@ -224,17 +223,18 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force
     return close_job(out, store)
 
 
-def open_job(config: RolloutConfig) -> tuple[Path, TreeStore, list[MedQuestion]]:
-    """Create the output folder, check the saved settings, save the config, open (and check)
-    the store; returns the questions to search: those without a stored tree, and those whose
-    newest tree failed with attempts left (``max_tree_attempts``).
+def open_job(config: RolloutConfig, force: bool = False) -> tuple[Path, TreeStore, list[MedQuestion]]:
+    """Create the output folder, check the saved settings (with ``force``, move the outputs of
+    other settings aside), save the config, open (and check) the store; returns the questions
+    to search: those without a stored tree, and those whose newest tree failed with attempts
+    left (``max_tree_attempts``).
 
     Raises:
-        ConfigError: the folder's trees were searched with other settings.
+        ConfigError: the folder's trees were searched with other settings (without ``force``).
         DataError: a damaged shard or seed file.
     """
     out = Path(config.output_dir)
-    check_rollout_settings(config)
+    check_rollout_settings(config, force)
     save_config(config, out / "config.yaml")
     store = TreeStore(out / "trees", flush_every=config.flush_every, max_attempts=config.max_tree_attempts)
     questions = load_seed_questions(config)
@@ -267,7 +267,8 @@ def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, prog
     def show(stats: ForestStats, refresh: bool = True) -> None:
         """The live figures; redrawn after every engine round, so the bar moves while the
         first trees are still growing (nodes and tokens/s), not only when a tree is stored."""
-        bar.set_postfix(growing=stats.live_trees, nodes=stats.nodes + stats.live_nodes, rounds=stats.rounds, tok_s=f"{stats.generated_tokens / stats.elapsed:.1f}",
+        bar.set_postfix(growing=stats.live_trees, nodes=stats.nodes + stats.live_nodes, rounds=stats.rounds,
+                        tok_s=f"{stats.generated_tokens / stats.elapsed:.1f}",
                         trees_s=f"{stats.trees_done / stats.elapsed:.3f}",
                         correct=f"{stats.trees_with_correct / max(stats.trees_done, 1):.0%}", refresh=refresh)
 

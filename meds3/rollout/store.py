@@ -78,15 +78,18 @@ class TreeStore:
         """Question id -> trees stored for it (failed attempts and the last one)."""
         return {qid: e.attempts for qid, e in self._index.items()}
 
+    def _settled(self, entry) -> bool:
+        """Whether a stored question is not searched again: its newest tree is complete, or
+        failed ``max_attempts`` times."""
+        return entry.status != "failed" or entry.attempts >= self.max_attempts
+
     def given_up(self) -> list[str]:
         """Questions whose newest tree failed and that used up ``max_attempts``."""
-        return sorted(qid for qid, e in self._index.items() if e.status == "failed" and e.attempts >= self.max_attempts)
+        return sorted(qid for qid, e in self._index.items() if e.status == "failed" and self._settled(e))
 
     def done_ids(self) -> set[str]:
-        """Question ids not to search again: those whose newest stored tree is complete, or
-        failed ``max_attempts`` times, plus those buffered."""
-        ids = {qid for qid, e in self._index.items() if e.status != "failed" or e.attempts >= self.max_attempts}
-        return ids | {t.question.id for t in self._buffer}
+        """Question ids not to search again (:meth:`_settled`), plus those buffered."""
+        return {qid for qid, e in self._index.items() if self._settled(e)} | {t.question.id for t in self._buffer}
 
     def add(self, tree: Tree) -> None:
         """Buffer a finished tree; write a shard once ``flush_every`` are buffered."""
@@ -94,7 +97,7 @@ class TreeStore:
         if qid in self._written or any(t.question.id == qid for t in self._buffer):
             raise ValueError(f"tree for question {qid!r} was already added")
         entry = self._index.get(qid)  # one entry, not the whole done set: retries stay O(1) per tree
-        if entry is not None and (entry.status != "failed" or entry.attempts >= self.max_attempts):
+        if entry is not None and self._settled(entry):
             raise ValueError(f"question {qid!r} already has a stored tree ({entry.status})")
         self._buffer.append(tree)
         if len(self._buffer) >= self.flush_every:
