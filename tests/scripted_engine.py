@@ -5,6 +5,9 @@ against real tiny models in the integration tests."""
 from __future__ import annotations
 
 import random
+import sys
+import time
+from pathlib import Path
 
 from meds3.engines.types import GenerationResult, Sample
 
@@ -44,3 +47,29 @@ class ScriptedEngine:
                 samples.append(Sample(f"Thinking. The answer is {ans}.", [7] * 6, "eos"))
         n_prompt = len(req.prompt) // 4
         return GenerationResult(req.request_id, [1] * n_prompt, samples, n_prompt, n_prompt * req.n, 0)
+
+
+class SlowEngine(ScriptedEngine):
+    """The scripted engine, sleeping ``delay`` seconds per call, so a job can be watched or
+    killed while it runs."""
+
+    def __init__(self, delay: float = 0.05, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def generate(self, requests):
+        time.sleep(self.delay)
+        return super().generate(requests)
+
+
+def slow_rollout_command(config_path, delay: float) -> list[str]:
+    """The command of a child process that runs the local rollout job saved at ``config_path``
+    with a :class:`SlowEngine` of ``delay`` seconds per call."""
+    tests = str(Path(__file__).resolve().parent)
+    code = (f"import sys; sys.path.insert(0, {tests!r})\n"
+            "from scripted_engine import SlowEngine\n"
+            "from meds3.config import load_config\n"
+            "from meds3.rollout import RolloutConfig, run_rollout\n"
+            f"run_rollout(load_config(RolloutConfig, {str(config_path)!r}), engine=SlowEngine({delay!r}), "
+            "progress=False)\n")
+    return [sys.executable, "-c", code]

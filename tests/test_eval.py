@@ -27,21 +27,29 @@ def text_of(ans):
     return "I am not sure." if ans is None else f"Reasoning.\n\nStep 2: The answer is {ans}."
 
 
+def write_bench(path, table=None):
+    """A benchmark file of the table's questions (``table`` default :data:`TABLE`); returns ``path``."""
+    path.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options": OPTIONS,
+                                        "answer": gold}) + "\n" for q, (gold, *_) in (table or TABLE).items()))
+    return path
+
+
 class TableEngine:
-    """Writes the table's answers: sample j of a question gets its j-th answer; greedy
-    (temperature 0) its greedy answer. Five tokens per response."""
+    """Writes the table's answers (``table`` default :data:`TABLE`): sample j of a question gets
+    its j-th answer; greedy (temperature 0) its greedy answer. Five tokens per response."""
 
     tokenizer = None
 
-    def __init__(self):
+    def __init__(self, table=None):
+        self.table = table or TABLE
         self.questions_seen: list[str] = []
 
     def generate(self, requests):
         out = []
         for req in requests:
-            qid = re.search(r"Question (q\d)\b", req.prompt).group(1)
+            qid = re.search(r"Question (q\d+)\b", req.prompt).group(1)
             self.questions_seen.append(qid)
-            _, greedy, sampled, _ = TABLE[qid]
+            _, greedy, sampled, _ = self.table[qid]
             answers = [greedy] if req.params.temperature == 0 else sampled[:req.n]
             out.append(GenerationResult(None, [1], [Sample(text_of(a), [1] * 5, "eos") for a in answers], 1, 1, 0))
         return out
@@ -50,12 +58,13 @@ class TableEngine:
 class TableScorer:
     """PRM scores: root 0.1 (ignored), then r_i on every step."""
 
-    def __init__(self):
+    def __init__(self, table=None):
+        self.table = table or TABLE
         self.calls = 0
 
     def score(self, question, trajectories):
         self.calls += 1
-        rs = TABLE[question.id][3]
+        rs = self.table[question.id][3]
         return [[0.1] + [rs[i]] * (len(t) - 1) for i, t in enumerate(trajectories)]
 
 
@@ -68,10 +77,7 @@ class NoEngine:
 
 @pytest.fixture
 def bench(tmp_path):
-    path = tmp_path / "mini.jsonl"
-    path.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options": OPTIONS,
-                                        "answer": gold}) + "\n" for q, (gold, *_) in TABLE.items()))
-    return path
+    return write_bench(tmp_path / "mini.jsonl")
 
 
 def config(bench, tmp_path, **kw):

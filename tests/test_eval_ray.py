@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ import pytest
 from meds3.config import load_config
 from meds3.eval import EvalConfig, read_responses, run_eval
 from meds3.rollout import RayConfig
-from test_eval import TABLE, TableEngine, TableScorer, acc, text_of
+from ray_helpers import kill_first_worker
+from test_eval import TABLE, TableEngine, TableScorer, acc, write_bench
 
 ray = pytest.importorskip("ray")
 
@@ -24,36 +24,11 @@ REPO = TESTS.parent
 MORE = {f"q{i}": TABLE[f"q{(i - 1) % 4 + 1}"] for i in range(1, 13)}  # 12 questions, the table's answers
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
 class WideTableEngine(TableEngine):
     """The table engine over 12 questions (q5..q12 answer like q1..q4)."""
 
-    def generate(self, requests):
-        import re
-
-        from meds3.engines.types import GenerationResult, Sample
-
-        out = []
-        for req in requests:
-            qid = re.search(r"Question (q\d+)\b", req.prompt).group(1)
-            self.questions_seen.append(qid)
-            _, greedy, sampled, _ = MORE[qid]
-            answers = [greedy] if req.params.temperature == 0 else sampled[:req.n]
-            out.append(GenerationResult(None, [1], [Sample(text_of(a), [1] * 5, "eos") for a in answers], 1, 1, 0))
-        return out
-
-
-class WideScorer(TableScorer):
-    def score(self, question, trajectories):
-        rs = MORE[question.id][3]
-        return [[0.1] + [rs[i]] * (len(t) - 1) for i, t in enumerate(trajectories)]
+    def __init__(self):
+        super().__init__(MORE)
 
 
 def table_engine(config):
@@ -75,11 +50,7 @@ def poisoned(config):
 
 @pytest.fixture
 def bench(tmp_path):
-    path = tmp_path / "wide.jsonl"
-    path.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options":
-                                        {"A": "one", "B": "two", "C": "three", "D": "four"}, "answer": gold}) + "\n"
-                            for q, (gold, *_) in MORE.items()))
-    return path
+    return write_bench(tmp_path / "wide.jsonl", MORE)
 
 
 def config(bench, tmp_path, name, **ray_kw):
@@ -95,35 +66,14 @@ def lines(out):
 def local_reference(bench, tmp_path):
     cfg = config(bench, tmp_path, "local")
     cfg.ray.enabled = False
-    summary = run_eval(cfg, engine=WideTableEngine(), scorer=WideScorer(), progress=False)
+    summary = run_eval(cfg, engine=WideTableEngine(), scorer=TableScorer(MORE), progress=False)
     return summary, lines(cfg.output_dir)
-
-
-def kill_first_worker(killed):
-    """An on_unit_done hook: kill the actor that stored the first unit and wait until it is dead
-    (ray.kill only asks: a call sent right after may still be answered)."""
-
-    def hook(job, result):
-        if not killed:
-            killed.append(result["worker"])
-            handle = job.workers[result["worker"]].handle
-            ray.kill(handle)
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                try:
-                    ray.get(handle.info.remote(), timeout=10)
-                except ray.exceptions.RayActorError:
-                    return
-                time.sleep(0.05)
-            pytest.fail("the killed actor kept answering")
-
-    return hook
 
 
 def test_ray_eval_with_a_killed_actor_equals_the_local_eval(ray_instance, bench, tmp_path):
     killed = []
     cfg = config(bench, tmp_path, "ray", unit_size=2)
-    summary = run_eval(cfg, scorer=WideScorer(), progress=False, engine_factory=table_engine,
+    summary = run_eval(cfg, scorer=TableScorer(MORE), progress=False, engine_factory=table_engine,
                        on_unit_done=kill_first_worker(killed))
     want, want_lines = local_reference(bench, tmp_path)
     assert lines(cfg.output_dir) == want_lines  # every question's responses once, the same text

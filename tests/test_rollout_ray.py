@@ -19,7 +19,8 @@ from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.rollout import RayConfig, RolloutConfig, TreeStore, run_ray_rollout, run_rollout
 from meds3.rollout.ray_runner import make_units
-from scripted_engine import ScriptedEngine
+from ray_helpers import kill_first_worker
+from scripted_engine import ScriptedEngine, SlowEngine
 
 ray = pytest.importorskip("ray")
 
@@ -31,24 +32,8 @@ TINY_SEARCH = ["search.max_nodes=4", "search.rollout_budget=2", "search.min_roll
                "search.max_step_tokens=8", "search.max_finish_tokens=8", "search.max_rollout_tokens=8"]
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    """One local Ray instance for the module (starting one takes seconds); actors find the
-    scripted test engines through PYTHONPATH."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(TESTS)}})
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-
-
 def scripted(config):
     return ScriptedEngine()
-
-
-class SlowEngine(ScriptedEngine):
-    def generate(self, requests):
-        time.sleep(0.05)
-        return super().generate(requests)
 
 
 def slow(config):
@@ -90,21 +75,6 @@ def local_reference(tmp_path):
     config.ray.enabled = False
     run_rollout(config, engine=ScriptedEngine(), progress=False)
     return shapes(TreeStore(Path(config.output_dir) / "trees").iter_trees())
-
-
-def kill_first_worker(killed):
-    """An on_unit_done hook: kill the actor that stored the first unit, while it still has a
-    unit in flight, and wait until it is dead (ray.kill only asks)."""
-
-    def hook(job_, result):
-        if not killed:
-            killed.append(result["worker"])
-            handle = job_.workers[result["worker"]].handle
-            ray.kill(handle)
-            with pytest.raises(ray.exceptions.RayActorError):
-                ray.get(handle.info.remote(), timeout=120)
-
-    return hook
 
 
 # -- without Ray ---------------------------------------------------------------------------

@@ -22,15 +22,12 @@ from meds3.eval import EvalConfig, read_responses, run_eval
 from meds3.eval.report import write_tables
 from meds3.eval.runner import write_responses
 from meds3.io import atomic_write_json, atomic_write_text, hostname
-from test_eval import OPTIONS, TABLE, TableEngine
+from test_eval import TableEngine, write_bench
 
 
 @pytest.fixture
 def bench(tmp_path):
-    path = tmp_path / "mini.jsonl"
-    path.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options": OPTIONS,
-                                        "answer": gold}) + "\n" for q, (gold, *_) in TABLE.items()))
-    return path
+    return write_bench(tmp_path / "mini.jsonl")
 
 
 def eval_config(bench, tmp_path):

@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,26 +21,10 @@ from meds3.data import save_questions
 from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine
+from scripted_engine import ScriptedEngine, slow_rollout_command
 
-TESTS = Path(__file__).resolve().parents[1]
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(24)]
-
-DRIVER = """
-import sys, time
-sys.path.insert(0, {tests!r})
-from scripted_engine import ScriptedEngine
-from meds3.config import load_config
-from meds3.rollout import RolloutConfig, run_rollout
-
-class SlowEngine(ScriptedEngine):
-    def generate(self, requests):
-        time.sleep(0.1)
-        return super().generate(requests)
-
-run_rollout(load_config(RolloutConfig, {config!r}), engine=SlowEngine(), progress=False)
-"""
 
 
 def stored_lines(out: Path) -> list[str]:
@@ -72,13 +55,12 @@ def test_five_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path):
     out = Path(job.output_dir)
     out.mkdir(parents=True)
     save_config(job, tmp_path / "job.yaml")
-    code = DRIVER.format(tests=str(TESTS), config=str(tmp_path / "job.yaml"))
     kills = 0
     for _ in range(5):
         before = len(stored_lines(out))
         if before == len(QS):
             break
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(slow_rollout_command(tmp_path / "job.yaml", 0.1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and len(stored_lines(out)) == before:
             time.sleep(0.01)

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,27 +25,11 @@ from meds3.io import hostname, temp_owner
 from meds3.locks import LOCK_FILE, OutputLocked, output_lock
 from meds3.mcts import SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine
-from test_eval import OPTIONS, TABLE, TableEngine
+from scripted_engine import ScriptedEngine, slow_rollout_command
+from test_eval import TableEngine, write_bench
 
-TESTS = Path(__file__).resolve().parents[1]
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B",
                   task_type="multiple_choice") for i in range(6)]
-
-SLOW_JOB = """
-import sys, time
-sys.path.insert(0, {tests!r})
-from scripted_engine import ScriptedEngine
-from meds3.config import load_config
-from meds3.rollout import RolloutConfig, run_rollout
-
-class Slow(ScriptedEngine):
-    def generate(self, requests):
-        time.sleep(2.0)
-        return super().generate(requests)
-
-run_rollout(load_config(RolloutConfig, {config!r}), engine=Slow(), progress=False)
-"""
 
 
 def rollout_config(tmp_path) -> RolloutConfig:
@@ -84,7 +67,7 @@ def test_second_rollout_on_a_busy_folder_fails_fast_naming_the_holder(tmp_path, 
     out = Path(config.output_dir)
     out.mkdir(parents=True)
     save_config(config, tmp_path / "job.yaml")
-    first = subprocess.Popen([sys.executable, "-c", SLOW_JOB.format(tests=str(TESTS), config=str(tmp_path / "job.yaml"))],
+    first = subprocess.Popen(slow_rollout_command(tmp_path / "job.yaml", 2.0),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         holder = wait_for_holder(out / LOCK_FILE, first.pid)
@@ -178,9 +161,7 @@ def test_lock_file_symlink_is_refused(tmp_path):
 
 
 def test_two_evals_on_one_folder_are_refused(tmp_path):
-    bench = tmp_path / "mini.jsonl"
-    bench.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options": OPTIONS,
-                                         "answer": gold}) + "\n" for q, (gold, *_) in TABLE.items()))
+    bench = write_bench(tmp_path / "mini.jsonl")
     cfg = EvalConfig(datasets=[str(bench)], n=4, selectors=["majority"], output_dir=str(tmp_path / "out"))
     second: list[BaseException] = []
 

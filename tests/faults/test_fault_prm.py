@@ -40,15 +40,11 @@ def test_an_ordinary_prm_error_fails_only_its_tree():
 
 
 def test_saved_step_scores_are_redone_when_the_prm_changed(tmp_path):
-    import json
 
     from meds3.eval import EvalConfig, read_responses, run_eval
-    from test_eval import TABLE, TableEngine, TableScorer
+    from test_eval import TableEngine, TableScorer, write_bench
 
-    bench = tmp_path / "mini.jsonl"
-    bench.write_text("".join(json.dumps({"id": q, "question": f"Question {q}: which number?", "options":
-                                         {"A": "one", "B": "two", "C": "three", "D": "four"}, "answer": gold}) + "\n"
-                             for q, (gold, *_) in TABLE.items()))
+    bench = write_bench(tmp_path / "mini.jsonl")
     prm = tmp_path / "prm"
     prm.mkdir()
     (prm / "adapter_model.safetensors").write_bytes(b"weights v1")

@@ -19,17 +19,8 @@ from scripted_engine import ScriptedEngine
 
 ray = pytest.importorskip("ray")
 
-TESTS = Path(__file__).resolve().parents[1]
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(6)]
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS / "faults")])}})
-    yield
-    ray.shutdown()
 
 
 def job(tmp_path, **ray_kw):
