@@ -36,7 +36,7 @@ def test_trees_do_not_depend_on_batching():
 
 
 def test_continuous_batching_keeps_the_batch_full():
-    forest = Forest(ScriptedEngine(), SearchConfig(max_nodes=12), live_trees=2)
+    forest = Forest(ScriptedEngine(), SearchConfig(max_nodes=12), live_trees=2, schedule="rounds")
     live_counts = []
     original = forest._run_round
 
@@ -46,6 +46,7 @@ def test_continuous_batching_keeps_the_batch_full():
 
     forest._run_round = spy
     list(forest.run(QS))
+    assert live_counts
     # every round but the tail of the job has both slots busy
     assert live_counts[: len(live_counts) // 2] == [2] * (len(live_counts) // 2)
 

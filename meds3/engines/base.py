@@ -47,6 +47,42 @@ class Engine(ABC):
                 model's context).
         """
 
+    # ------------------------------------------------------------ streaming
+    # A caller that can use each result as soon as it is ready (the asynchronous forest: a
+    # tree advances when its own requests finish, not when the slowest request of a round
+    # does) submits requests and polls for finished ones; new submissions join the running
+    # batch. By default (:class:`GenerateStream`) one ``generate`` call per poll runs all that
+    # was submitted, so any backend streams; the transformers and vLLM backends override these
+    # three methods with their own decode loops.
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Queue ``requests`` for generation; return one ticket per request, in order (unique
+        over the engine's life).
+
+        Raises:
+            ValueError: a request the backend cannot serve; then none of ``requests`` is queued.
+        """
+        return self._default_stream().submit(requests)
+
+    def poll(self) -> list[tuple[int, GenerationResult]]:
+        """Generate until at least one submitted request is finished; return every finished
+        ``(ticket, result)`` (empty when nothing is pending).
+
+        If this raises, every unfinished ticket is dropped (:meth:`pending` is 0 afterwards):
+        the caller submits again what it still needs.
+        """
+        return self._default_stream().poll()
+
+    def pending(self) -> int:
+        """Submitted requests not yet returned by :meth:`poll`."""
+        return self._default_stream().pending()
+
+    def _default_stream(self) -> "GenerateStream":
+        stream = self.__dict__.get("_generate_stream")
+        if stream is None:
+            stream = self._generate_stream = GenerateStream(self)
+        return stream
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``, without added special tokens (as prompts are encoded)."""
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -79,6 +115,41 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class GenerateStream:
+    """The streaming interface (``submit``/``poll``/``pending``) over any object with
+    ``generate``: each poll runs everything submitted since the last one in one call. Gives
+    engines without a decode loop of their own (or duck-typed test engines) a stream."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+        self._queue: list[tuple[int, GenerationRequest]] = []
+        self._next = 0
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        requests = list(requests)
+        tickets = list(range(self._next, self._next + len(requests)))
+        self._next += len(requests)
+        self._queue.extend(zip(tickets, requests))
+        return tickets
+
+    def poll(self) -> list[tuple[int, GenerationResult]]:
+        queue, self._queue = self._queue, []
+        if not queue:
+            return []
+        results = self.engine.generate([r for _, r in queue])
+        if len(results) != len(queue):
+            raise RuntimeError(f"engine returned {len(results)} results for {len(queue)} requests")
+        return [(t, res) for (t, _), res in zip(queue, results)]
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+
+def stream_of(engine: Any) -> Any:
+    """``engine`` itself when it streams (has ``submit``), else a :class:`GenerateStream` over it."""
+    return engine if hasattr(engine, "submit") else GenerateStream(engine)
 
 
 def register_backend(name: str) -> Callable[[type[Engine]], type[Engine]]:

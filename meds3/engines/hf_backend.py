@@ -45,7 +45,7 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 class _Row:
     """One sample being decoded."""
 
-    req: int
+    req: int  # ticket of its request
     index: int
     params: SamplingParams
     generator: torch.Generator
@@ -61,8 +61,19 @@ class _Unit:
 
     adapter: str | None
     ids: list[int]
-    owner: int  # request charged with the computed prompt tokens
+    owner: int  # ticket charged with the computed prompt tokens
     rows: list[_Row]
+
+
+@dataclass
+class _Ticket:
+    """A submitted request until :meth:`TransformersEngine.poll` returns it."""
+
+    request: GenerationRequest
+    prompt: list[int]
+    samples: list[Sample | None]
+    left: int  # samples still decoding
+    computed: int = 0
 
 
 @register_backend("transformers")
@@ -151,49 +162,98 @@ class TransformersEngine(Engine):
         self._rng = random.Random(seed)
         self._adapters: dict[str, str] = {}
         self._active: str | None = None
+        self._next_ticket = 0
+        self._reset_stream()
 
     # ----------------------------------------------------------------- public
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Sample every request; see :meth:`Engine.generate`."""
-        requests = list(requests)
+        """Sample every request; see :meth:`Engine.generate`.
+
+        Raises:
+            RuntimeError: streamed requests (:meth:`submit`) are still pending.
+        """
+        if self._open:
+            raise RuntimeError(f"generate() while {len(self._open)} streamed request(s) are pending; "
+                               "poll() them first")
         start = time.perf_counter()
-        prompts = [self._prompt_ids(r) for r in requests]
-        samples: list[list[Sample | None]] = [[None] * r.n for r in requests]
-        computed = [0] * len(requests)
-        queue = deque(self._plan(requests, prompts))
-        batch, rows, adapter = None, [], None
-        with torch.inference_mode():
-            while queue or rows:
-                if queue and self._room(rows, batch, queue[0], adapter):
-                    if batch is not None and any(r.done for r in rows):
-                        batch, rows = self._compact(batch, rows)
-                    adapter = queue[0].adapter
-                    self._activate(adapter)
-                    units = self._admit(queue, rows, batch)
-                    new_batch, new_rows, logits = self._prefill(units, computed)
-                    self._advance(new_rows, logits, new_batch, adapter, samples)
-                    batch = new_batch if batch is None else batch.concat(new_batch, _HEADROOM)
-                    rows = rows + new_rows
-                live = sum(not r.done for r in rows)
-                if live == 0:
-                    batch, rows = None, []
-                    continue
-                if len(rows) - live >= max(1, len(rows) // 4):
-                    batch, rows = self._compact(batch, rows)
-                logits = self._step(batch, rows)
-                self._advance(rows, logits, batch, adapter, samples)
-        generated = sum(len(x.token_ids) for per_request in samples for x in per_request)
+        tickets = self.submit(requests)
+        done: dict[int, GenerationResult] = {}
+        while len(done) < len(tickets):
+            done.update(self.poll())
+        results = [done[t] for t in tickets]
+        generated = sum(r.generated_tokens for r in results)
         seconds = time.perf_counter() - start
         logger.debug("%d requests: %d prompt tokens computed, %d generated in %.1f s (%.1f tok/s)",
-                     len(requests), sum(computed), generated, seconds,
+                     len(results), sum(r.prompt_tokens_computed for r in results), generated, seconds,
                      generated / max(seconds, 1e-9))
-        return [
-            GenerationResult(
-                request_id=r.request_id, prompt_token_ids=p, samples=s,
-                prompt_tokens=len(p), prompt_tokens_computed=c,
-                prompt_tokens_cached=r.n * len(p) - c)
-            for r, p, s, c in zip(requests, prompts, samples, computed)
-        ]
+        return results
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Queue requests for the running decode loop; see :meth:`Engine.submit`."""
+        requests = list(requests)
+        prompts = [self._prompt_ids(r) for r in requests]  # every request checked before any is queued
+        tickets = list(range(self._next_ticket, self._next_ticket + len(requests)))
+        self._next_ticket += len(requests)
+        for t, req, ids in zip(tickets, requests, prompts):
+            self._open[t] = _Ticket(req, ids, [None] * req.n, left=req.n)
+        units = list(self._queue) + self._plan(tickets, requests, prompts)
+        # longest first: later, shorter prompts fit under the running length (no re-padding)
+        units.sort(key=lambda u: (u.adapter or "", -len(u.ids)))
+        self._queue = deque(units)
+        return tickets
+
+    def poll(self) -> list[tuple[int, GenerationResult]]:
+        """Decode until a request finishes; see :meth:`Engine.poll`."""
+        try:
+            with torch.inference_mode():
+                while not self._finished and (self._queue or self._rows):
+                    self._tick()
+        except BaseException:
+            self._reset_stream()
+            raise
+        out = [(t, self._result(t)) for t in self._finished]
+        self._finished = []
+        return out
+
+    def pending(self) -> int:
+        """Submitted requests not yet returned by :meth:`poll`."""
+        return len(self._open)
+
+    def _tick(self) -> None:
+        """One step of the decode loop: admit queued prompts when they fit, then decode one token."""
+        queue, batch, rows, adapter = self._queue, self._batch, self._rows, self._batch_adapter
+        if queue and self._room(rows, batch, queue[0], adapter):
+            if batch is not None and any(r.done for r in rows):
+                batch, rows = self._compact(batch, rows)
+            adapter = queue[0].adapter
+            self._activate(adapter)
+            units = self._admit(queue, rows, batch)
+            new_batch, new_rows, logits = self._prefill(units)
+            self._advance(new_rows, logits, new_batch, adapter)
+            batch = new_batch if batch is None else batch.concat(new_batch, _HEADROOM)
+            rows = rows + new_rows
+        live = sum(not r.done for r in rows)
+        if live == 0:
+            self._batch, self._rows, self._batch_adapter = None, [], adapter
+            return
+        if len(rows) - live >= max(1, len(rows) // 4):
+            batch, rows = self._compact(batch, rows)
+        logits = self._step(batch, rows)
+        self._advance(rows, logits, batch, adapter)
+        self._batch, self._rows, self._batch_adapter = batch, rows, adapter
+
+    def _reset_stream(self) -> None:
+        """Forget every unfinished request (after an error inside the decode loop)."""
+        self._queue, self._batch, self._rows, self._batch_adapter = deque(), None, [], None
+        self._open, self._finished = {}, []
+
+    def _result(self, ticket: int) -> GenerationResult:
+        t = self._open.pop(ticket)
+        n = t.request.n
+        return GenerationResult(
+            request_id=t.request.request_id, prompt_token_ids=t.prompt, samples=t.samples,
+            prompt_tokens=len(t.prompt), prompt_tokens_computed=t.computed,
+            prompt_tokens_cached=n * len(t.prompt) - t.computed)
 
     # --------------------------------------------------------------- planning
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
@@ -208,10 +268,10 @@ class TransformersEngine(Engine):
                 f"({request.params.max_new_tokens}) exceeds the model context {self._max_len}")
         return list(ids)
 
-    def _plan(self, requests, prompts) -> list[_Unit]:
+    def _plan(self, tickets, requests, prompts) -> list[_Unit]:
         """Group samples into prefill units: one per distinct (adapter, prompt)."""
         units: dict[Any, _Unit] = {}
-        for i, (req, ids) in enumerate(zip(requests, prompts)):
+        for i, req, ids in zip(tickets, requests, prompts):
             seed = req.params.seed if req.params.seed is not None else self._rng.getrandbits(62)
             stop = StopChecker(self.tokenizer, req.params.stop) if req.params.stop else None
             for j in range(req.n):
@@ -225,8 +285,6 @@ class TransformersEngine(Engine):
             for k in range(0, len(unit.rows), self.max_batch_size):
                 out.append(_Unit(unit.adapter, unit.ids, unit.owner,
                                  unit.rows[k : k + self.max_batch_size]))
-        # longest first: later, shorter prompts fit under the running length (no re-padding)
-        out.sort(key=lambda u: (u.adapter or "", -len(u.ids)))
         return out
 
     def _cost(self, n_rows: int, length: int, max_new: int) -> int:
@@ -267,7 +325,7 @@ class TransformersEngine(Engine):
         return units
 
     # ------------------------------------------------------------------ model
-    def _prefill(self, units: list[_Unit], computed: list[int]):
+    def _prefill(self, units: list[_Unit]):
         """Prefill the units' prompts (after prefix-store hits) and expand to their rows."""
         parts = []
         chunk: list[_Unit] = []
@@ -279,14 +337,14 @@ class TransformersEngine(Engine):
                     chunk.append(unit)
                     longest = max(longest, len(unit.ids))
                     continue
-            parts.append(self._prefill_chunk(chunk, computed))
+            parts.append(self._prefill_chunk(chunk))
             chunk, longest = ([unit], len(unit.ids)) if unit is not None else ([], 0)
         batch, rows, logits = parts[0]
         for b, r, lg in parts[1:]:
             batch, rows, logits = batch.concat(b, _HEADROOM), rows + r, torch.cat([logits, lg])
         return batch, rows, logits
 
-    def _prefill_chunk(self, units: list[_Unit], computed: list[int]):
+    def _prefill_chunk(self, units: list[_Unit]):
         hits = [self.prefix_store.lookup(u.adapter, u.ids, len(u.ids) - 1) for u in units]
         cached = [m for _, m in hits]
         suffix = [u.ids[m:] for u, m in zip(units, cached)]
@@ -300,7 +358,7 @@ class TransformersEngine(Engine):
             tokens[i, width - len(s):] = torch.tensor(s)
             pos[i, width - len(s):] = torch.arange(m, m + len(s))
             pre.mask[i, start + width - len(s) : start + width] = 1
-            computed[units[i].owner] += len(s)
+            self._open[units[i].owner].computed += len(s)
         logits = self._forward(pre, tokens, pos)
         pre.next_pos = torch.tensor([len(u.ids) for u in units], device=self.device)
         for i, u in enumerate(units):
@@ -337,7 +395,7 @@ class TransformersEngine(Engine):
         return batch.select(index, _HEADROOM), [rows[i] for i in keep]
 
     # --------------------------------------------------------------- sampling
-    def _advance(self, rows, logits, batch, adapter, samples) -> None:
+    def _advance(self, rows, logits, batch, adapter) -> None:
         """Sample the next token of every live row and finish rows that are done."""
         live = [i for i, r in enumerate(rows) if not r.done]
         if not live:
@@ -358,7 +416,11 @@ class TransformersEngine(Engine):
                 reason = "length"
             if reason is not None:
                 row.done = True
-                samples[row.req][row.index] = self._finish(row, reason)
+                ticket = self._open[row.req]
+                ticket.samples[row.index] = self._finish(row, reason)
+                ticket.left -= 1
+                if ticket.left == 0:
+                    self._finished.append(row.req)
                 if self.cache_generated and self.prefix_store.max_bytes > 0:
                     self.prefix_store.insert(adapter, row.prompt + row.ids[:-1], batch.row_kv(i))
 

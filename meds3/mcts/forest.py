@@ -1,9 +1,17 @@
-"""The forest driver: many trees advance in rounds, one engine call per round.
+"""The forest driver: many trees share one engine. This is the one place where search meets
+the model.
 
-Every round gathers the pending requests of every live tree (expansions and rollouts alike)
-into a single ``Engine.generate`` call; a finished tree is handed to the caller and replaced
-by the next question, so the batch stays full (continuous batching). This is the one place
-where search meets the model.
+Two schedules, the same trees (with a batch-invariant engine, bit for bit):
+
+- ``async`` (default): each tree submits its requests to the engine's stream
+  (:meth:`Engine.submit`) and advances as soon as its own requests are finished
+  (:meth:`Engine.poll`); its next requests join the running batch at once. No tree waits for
+  another tree's slow request, so the batch stays full of work that is ready.
+- ``rounds``: every round gathers the pending requests of every live tree (expansions and
+  rollouts alike) into one ``Engine.generate`` call; every tree waits for the slowest request
+  of the round. Kept to compare against and for engines without a stream.
+
+In both, a finished tree is handed to the caller and replaced by the next question.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
 from meds3.data.prompts import PromptConfig, render_prompt
+from meds3.engines.base import stream_of
 from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
 from meds3.data.question import MedQuestion
 from meds3.mcts.config import SearchConfig
@@ -61,7 +70,7 @@ class ForestStats:
     generated_tokens: int = 0
     prompt_tokens_computed: int = 0
     prompt_tokens_cached: int = 0
-    rounds: int = 0
+    rounds: int = 0  # rounds (``rounds`` schedule) or polls of the engine's stream (``async``)
     engine_calls: int = 0
     retries: int = 0
     started: float = 0.0
@@ -69,6 +78,16 @@ class ForestStats:
     @property
     def elapsed(self) -> float:
         return max(time.perf_counter() - self.started, 1e-9)
+
+
+class _Flight:
+    """One tree's requests while the engine generates them."""
+
+    def __init__(self, search: TreeSearch, reqs: list[SearchRequest]):
+        self.search, self.reqs = search, reqs
+        self.gen = [r for r in reqs if r.kind != "prm"]
+        self.outs: list = [None] * len(self.gen)
+        self.left = len(self.gen)
 
 
 def to_generation_request(req: SearchRequest, adapter: Optional[str] = None, request_id: Optional[str] = None):
@@ -95,17 +114,24 @@ class Forest:
             :class:`meds3.train.PRMScorer`; the path's last step score is the node's prior.
         max_engine_failures: consecutive rounds in which every engine call fails (each after
             its retry) before :meth:`run` raises :class:`EngineFailure`.
+        schedule: ``"async"`` (each tree advances when its own requests finish) or
+            ``"rounds"`` (one engine call per round of every tree); see the module docstring.
 
     Raises:
-        ValueError: ``live_trees`` or ``max_engine_failures`` < 1, or a PRM prior asked for
-            without a value model.
+        ValueError: ``live_trees`` or ``max_engine_failures`` < 1, an unknown schedule, or a
+            PRM prior asked for without a value model.
     """
+
+    SCHEDULES = ("async", "rounds")
 
     def __init__(self, engine, config: SearchConfig | None = None, prompt_config: PromptConfig | None = None,
                  live_trees: int = 16, adapter: Optional[str] = None, verifier=None, value_model=None,
-                 max_engine_failures: int = 3):
+                 max_engine_failures: int = 3, schedule: str = "async"):
         if live_trees < 1:
             raise ValueError(f"live_trees must be >= 1, got {live_trees}")
+        if schedule not in self.SCHEDULES:
+            raise ValueError(f"schedule must be one of {self.SCHEDULES}, got {schedule!r}")
+        self.schedule = schedule
         if max_engine_failures < 1:
             raise ValueError(f"max_engine_failures must be >= 1, got {max_engine_failures}")
         self.max_engine_failures = max_engine_failures
@@ -115,6 +141,7 @@ class Forest:
             raise ValueError("search.prm_prior_weight > 0 needs a PRM (value_model) to score new steps")
         self.value_model = value_model
         self.engine = engine
+        self.stream = stream_of(engine)  # duck-typed engines with only ``generate`` stream too
         self.config = config or SearchConfig()
         self.prompt_config = prompt_config or PromptConfig()
         self.live_trees = live_trees
@@ -145,11 +172,163 @@ class Forest:
         trees go on. Engine errors are retried once, then fail only the trees they hit. Trees
         failed in a round where no engine call succeeded are held back until a later call
         succeeds (the engine works: they are yielded, failed) or the stream ends.
+        ``on_round`` gets the running stats after every round (every poll when async).
 
         Raises:
             EngineFailure: a fatal engine error, or ``max_engine_failures`` consecutive rounds
                 without a successful engine call; held-back and live trees are not yielded.
         """
+        if self.schedule == "async":
+            return self._run_async(questions, on_round)
+        return self._run_rounds(questions, on_round)
+
+    def _run_async(self, questions: Iterable[MedQuestion],
+                   on_round: Callable[[ForestStats], None] | None) -> Iterator[Tree]:
+        """The ``async`` schedule: trees submit to the engine's stream and advance one by one."""
+        self.stats = ForestStats(started=time.perf_counter())
+        self.failed_rounds = 0
+        self._held_ids = set()
+        held: list[TreeSearch] = []
+        pending = iter(questions)
+        live: list[TreeSearch] = []
+        ready: list[TreeSearch] = []  # trees whose next requests are to be prepared
+        flights: dict[int, _Flight] = {}  # by id(search): the generation requests in the engine
+        owner: dict[int, tuple[_Flight, int]] = {}  # engine ticket -> flight, request index
+        exhausted = False
+        while True:
+            while not exhausted and len(live) < self.live_trees:
+                q = next(pending, None)
+                if q is None:
+                    exhausted = True
+                else:
+                    live.append(self._start(q))
+                    ready.append(live[-1])
+            if ready:
+                finished = self._launch(ready, flights, owner)
+                ready = [f.search for f in finished if not f.search.done]  # only PRM requests: go on
+                for search in [f.search for f in finished if f.search.done]:
+                    live.remove(search)
+                    if id(search) in self._held_ids:
+                        held.append(search)
+                    else:
+                        yield self._finished(search.tree)
+                continue
+            if not flights:
+                for search in held:  # no round is left to tell a dead engine from bad requests
+                    yield self._finished(search.tree)
+                return
+            ready = self._poll(flights, owner)
+            if held and not self.failed_rounds:  # an engine call succeeded: the engine works
+                for search in held:
+                    yield self._finished(search.tree)
+                held, self._held_ids = [], set()
+            self.stats.rounds += 1
+            self.stats.live_trees = len(live)
+            self.stats.live_nodes = sum(len(search.tree.nodes) for search in live)
+            if on_round is not None:
+                on_round(self.stats)
+
+    def _launch(self, ready: list[TreeSearch], flights: dict, owner: dict) -> list["_Flight"]:
+        """Prepare the next requests of ``ready`` trees: score their PRM requests (one value-model
+        call), submit their generation requests. Returns the flights that need no engine:
+        trees that are done (finished or failed) or had only PRM requests (applied here)."""
+        batch = []
+        for search in ready:
+            try:
+                reqs = search.requests()
+            except Exception as exc:  # why: one bad question must not stop the other trees
+                self._fail(search, "preparing requests", exc)
+            if not search.done:
+                batch.append((search, reqs))
+        settled = [_Flight(search, []) for search in ready if search.done]
+        self._score_prm(batch)
+        submit: list[_Flight] = []
+        for search, reqs in batch:
+            flight = _Flight(search, reqs)
+            if search.done or not flight.gen:
+                if not search.done:
+                    self._apply(flight)
+                settled.append(flight)
+            else:
+                submit.append(flight)
+        if submit:
+            settled += self._submit(submit, flights, owner)
+        return settled
+
+    def _submit(self, new: list["_Flight"], flights: dict, owner: dict) -> list["_Flight"]:
+        """Submit the flights' generation requests in one call; a request the engine refuses
+        fails its own tree only. Returns the flights so failed."""
+        try:
+            tickets = self.stream.submit([to_generation_request(r, self.adapter) for f in new for r in f.gen])
+        except Exception as exc:
+            raise_if_fatal(exc, "the engine")
+            if len(new) > 1:  # why: find the tree whose request the engine refuses
+                return [f for flight in new for f in self._submit([flight], flights, owner)]
+            self._fail(new[0].search, "submitting requests", exc)
+            return new
+        it = iter(tickets)
+        for flight in new:
+            flights[id(flight.search)] = flight
+            for i in range(len(flight.gen)):
+                owner[next(it)] = (flight, i)
+        return []
+
+    def _poll(self, flights: dict, owner: dict) -> list[TreeSearch]:
+        """Poll the engine once; apply the samples of every tree whose requests are all done.
+        Returns those trees (to prepare their next requests)."""
+        self.stats.engine_calls += 1
+        try:
+            done = self.stream.poll()
+        except Exception as exc:  # why: fall back to one retried call per tree, as in rounds
+            raise_if_fatal(exc, "the engine")
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            logger.warning("engine stream failed (%s); generating the %d waiting trees' requests again",
+                           self._last_error, len(flights))
+            self.stats.retries += 1
+            return self._regenerate(flights, owner)
+        ready = []
+        for ticket, result in done:
+            flight, i = owner.pop(ticket)
+            self._count(result)
+            flight.outs[i] = result.samples
+            flight.left -= 1
+            if flight.left == 0:
+                del flights[id(flight.search)]
+                self._apply(flight)
+                ready.append(flight.search)
+        if done:
+            self.failed_rounds = 0
+        return ready
+
+    def _regenerate(self, flights: dict, owner: dict) -> list[TreeSearch]:
+        """After a failed poll (the engine dropped every unfinished request): generate the
+        waiting trees' requests again with the rounds schedule's retry and per-tree fallback."""
+        waiting = list(flights.values())
+        flights.clear()
+        owner.clear()
+        generated = self._run_generation([(f.search, f.gen) for f in waiting])
+        for flight in waiting:
+            if not flight.search.done:
+                flight.outs = list(generated.get(id(flight.search), []))
+                self._apply(flight)
+        return [f.search for f in waiting]
+
+    def _apply(self, flight: "_Flight") -> None:
+        """Hand a tree its samples (and PRM scores), in its requests' order."""
+        outs = iter(flight.outs)
+        try:
+            flight.search.apply([[r.prm_score] if r.kind == "prm" else next(outs) for r in flight.reqs])
+        except Exception as exc:  # why: a verifier error on one question fails only its tree
+            self._fail(flight.search, "applying samples", exc)
+
+    def _count(self, result) -> None:
+        self.stats.generated_tokens += result.generated_tokens
+        self.stats.prompt_tokens_computed += result.prompt_tokens_computed
+        self.stats.prompt_tokens_cached += result.prompt_tokens_cached
+
+    def _run_rounds(self, questions: Iterable[MedQuestion],
+                    on_round: Callable[[ForestStats], None] | None) -> Iterator[Tree]:
+        """The ``rounds`` schedule: one engine call per round of every live tree."""
         self.stats = ForestStats(started=time.perf_counter())
         self.failed_rounds = 0
         self._held_ids: set[int] = set()
@@ -317,9 +496,7 @@ class Forest:
                 if len(results) != len(gen_reqs):
                     raise RuntimeError(f"engine returned {len(results)} results for {len(gen_reqs)} requests")
                 for r in results:
-                    self.stats.generated_tokens += r.generated_tokens
-                    self.stats.prompt_tokens_computed += r.prompt_tokens_computed
-                    self.stats.prompt_tokens_cached += r.prompt_tokens_cached
+                    self._count(r)
                 return results
             except Exception as exc:  # an engine failure must not stop the job
                 self._last_error = f"{type(exc).__name__}: {exc}"
