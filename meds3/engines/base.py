@@ -60,7 +60,9 @@ class Engine(ABC):
         over the engine's life).
 
         Raises:
-            ValueError: a request the backend cannot serve; then none of ``requests`` is queued.
+            ValueError: a request the backend cannot serve; then none of ``requests`` is queued
+                (the transformers and vLLM backends check here; the default
+                :class:`GenerateStream` can only find out in :meth:`poll`, which then raises).
         """
         return self._default_stream().submit(requests)
 

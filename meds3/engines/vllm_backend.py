@@ -12,6 +12,7 @@ both backends see exactly the same prompt tokens.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -42,6 +43,11 @@ class VLLMEngine(Engine):
     crashes seeded requests whose prefill is split) and, unless ``VLLM_CPU_OMP_THREADS_BIND``
     is set, binds vLLM's compute threads to every core this process may use. Greedy requests
     with ``n > 1`` are sampled once and repeated (vLLM refuses ``n > 1`` at temperature 0).
+
+    :meth:`submit` adds requests to vLLM's own request loop (``LLMEngine.add_request``) and
+    :meth:`poll` runs its steps, so new submissions join the running batch; :meth:`generate`
+    is submit and poll to the end, and raises ``RuntimeError`` while submitted requests are
+    pending (both would drive the same loop).
 
     Args:
         model: directory, alias or hub id (see ``resolve_model``).
@@ -115,38 +121,128 @@ class VLLMEngine(Engine):
         self._loras: dict[str, Any] = {}
         self._rng = random.Random(seed)
         self.eos_ids = {self.tokenizer.eos_token_id}
+        # streaming: vLLM request id -> (ticket, request) of every submitted, unreturned request
+        self._tickets: dict[str, tuple[int, GenerationRequest]] = {}
+        self._ticket_counter = itertools.count()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Sample every request in one ``LLM.generate`` call; see :meth:`Engine.generate`."""
-        from vllm import SamplingParams as VSamplingParams
+        """Sample every request in one batch (:meth:`submit`, then :meth:`poll` until all are
+        done); see :meth:`Engine.generate`.
+
+        Raises:
+            RuntimeError: streamed requests are pending (:meth:`submit` without :meth:`poll`
+                to the end): they would share vLLM's request loop with this call.
+        """
+        if self._tickets:
+            raise RuntimeError(f"generate() called with {len(self._tickets)} submitted requests "
+                               "pending: poll() them to the end first")
+        tickets = self.submit(requests)
+        done: dict[int, GenerationResult] = {}
+        while len(done) < len(tickets):
+            done.update(self.poll())
+        return [done[t] for t in tickets]
+
+    # ------------------------------------------------------------ streaming
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Add ``requests`` to vLLM's running batch; see :meth:`Engine.submit`.
+
+        Every request is checked (context length, adapter) before any is added, and a request
+        vLLM itself refuses withdraws the ones added before it, so a ``ValueError`` queues none.
+        """
+        requests = list(requests)
+        checked = [(req, self._prompt_ids(req), self._lora(req.adapter)) for req in requests]
+        engine = self.llm.llm_engine
+        tickets, added = [], []
+        try:
+            for req, ids, lora in checked:
+                ticket = next(self._ticket_counter)
+                vllm_id = f"meds3-{ticket}"
+                engine.add_request(vllm_id, self._engine_prompt(ids), self._params(req),
+                                   lora_request=lora)
+                added.append(vllm_id)
+                self._tickets[vllm_id] = (ticket, req)
+                tickets.append(ticket)
+        except BaseException:
+            self._drop(added)
+            raise
+        return tickets
+
+    def poll(self) -> list[tuple[int, GenerationResult]]:
+        """Step vLLM until a submitted request finishes; see :meth:`Engine.poll`.
+
+        On an error every unfinished request is aborted in vLLM and its ticket dropped.
+        """
+        if not self._tickets:
+            return []
+        engine = self.llm.llm_engine
+        finished: list[tuple[int, GenerationResult]] = []
+        try:
+            while not finished:
+                if not engine.has_unfinished_requests():
+                    raise RuntimeError(f"vLLM has no unfinished requests but {len(self._tickets)} "
+                                       "submitted requests never finished")
+                for out in engine.step():
+                    if not out.finished or out.request_id not in self._tickets:
+                        continue
+                    ticket, req = self._tickets.pop(out.request_id)
+                    finished.append((ticket, self._result(req, out)))
+        except BaseException:
+            self._drop(list(self._tickets))
+            raise
+        return finished
+
+    def pending(self) -> int:
+        """Submitted requests not yet returned by :meth:`poll`."""
+        return len(self._tickets)
+
+    def _drop(self, vllm_ids: list[str]) -> None:
+        """Abort ``vllm_ids`` in vLLM (best effort: the engine may be dead) and forget them."""
+        for vllm_id in vllm_ids:
+            self._tickets.pop(vllm_id, None)
+        if not vllm_ids:
+            return
+        try:  # external ids: abort_request also aborts the n > 1 child requests
+            self.llm.llm_engine.abort_request(vllm_ids)
+        except Exception:  # the original error is the one to raise
+            logger.warning("could not abort %d vllm requests", len(vllm_ids), exc_info=True)
+
+    # ------------------------------------------------------------ per request
+    def _prompt_ids(self, req: GenerationRequest) -> list[int]:
+        """The prompt's token ids, checked against the context."""
+        ids = req.prompt_token_ids
+        if ids is None:
+            ids = self.tokenizer.encode(req.prompt, add_special_tokens=False)
+        if len(ids) + req.params.max_new_tokens > self.max_model_len:
+            raise ValueError(
+                f"request {req.request_id!r}: prompt ({len(ids)} tokens) + max_new_tokens "
+                f"({req.params.max_new_tokens}) exceeds max_model_len {self.max_model_len}")
+        return list(ids)
+
+    def _engine_prompt(self, ids: list[int]) -> Any:
+        """The prompt as ``LLMEngine.add_request`` takes it: rendered as ``LLM.generate`` does
+        (vLLM 0.32 deprecates raw prompts there), or a ``TokensPrompt`` on older vLLMs."""
         from vllm.inputs import TokensPrompt
 
-        requests = list(requests)
-        if not requests:
-            return []
-        prompts, params, loras = [], [], []
-        for req in requests:
-            ids = req.prompt_token_ids
-            if ids is None:
-                ids = self.tokenizer.encode(req.prompt, add_special_tokens=False)
-            if len(ids) + req.params.max_new_tokens > self.max_model_len:
-                raise ValueError(
-                    f"request {req.request_id!r}: prompt ({len(ids)} tokens) + max_new_tokens "
-                    f"({req.params.max_new_tokens}) exceeds max_model_len {self.max_model_len}")
-            p = req.params
-            seed = p.seed if p.seed is not None else self._rng.getrandbits(31)
-            prompts.append(TokensPrompt(prompt_token_ids=list(ids)))
-            # vLLM refuses n > 1 when greedy; the n greedy samples are one sample repeated
-            params.append(VSamplingParams(
-                n=1 if p.temperature == 0 else req.n, temperature=p.temperature,
-                top_p=p.top_p, max_tokens=p.max_new_tokens,
-                stop=list(p.stop) or None, seed=seed,
-                include_stop_str_in_output=p.include_stop_str_in_output, ignore_eos=p.ignore_eos,
-                skip_special_tokens=True))
-            loras.append(self._lora(req.adapter))
-        outputs = self.llm.generate(prompts, params, use_tqdm=False,
-                                    lora_request=loras if self.enable_lora else None)
-        return [self._result(req, out) for req, out in zip(requests, outputs)]
+        prompt = TokensPrompt(prompt_token_ids=ids)
+        render = getattr(self.llm, "_preprocess_cmpl_one", None)
+        return render(prompt) if render is not None else prompt
+
+    def _params(self, req: GenerationRequest) -> Any:
+        """vLLM sampling params of ``req``; a request without a seed draws one from the engine's."""
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        p = req.params
+        seed = p.seed if p.seed is not None else self._rng.getrandbits(31)
+        # vLLM refuses n > 1 when greedy; the n greedy samples are one sample repeated
+        return VSamplingParams(
+            n=1 if p.temperature == 0 else req.n, temperature=p.temperature,
+            top_p=p.top_p, max_tokens=p.max_new_tokens,
+            stop=list(p.stop) or None, seed=seed,
+            include_stop_str_in_output=p.include_stop_str_in_output, ignore_eos=p.ignore_eos,
+            skip_special_tokens=True,
+            # one output per request, when it is done (with n > 1: all n samples together)
+            output_kind=RequestOutputKind.FINAL_ONLY)
 
     def _lora(self, adapter: str | None):
         if adapter is None:
@@ -192,6 +288,7 @@ class VLLMEngine(Engine):
         llm = getattr(self, "llm", None)
         if llm is None:
             return
+        self._tickets.clear()
         self.llm = None
         engine = getattr(llm, "llm_engine", None)
         core = getattr(engine, "engine_core", None)
