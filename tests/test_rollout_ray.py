@@ -178,11 +178,16 @@ def test_ray_flags_of_the_rollout_command(monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_model_on_ray_with_a_killed_actor_equals_the_local_runner(ray_instance, tmp_path, capsys):
+@pytest.mark.parametrize("schedule", ["rounds", "async"])
+def test_tiny_model_on_ray_with_a_killed_actor_equals_the_local_runner(ray_instance, tmp_path, capsys, schedule):
+    """Rounds: an actor runs its units in order, so the unit queued behind the first is lost with
+    the actor and retried. Async (streaming actors): the queued unit ran beside the first one and
+    may have finished before the kill (then it is stored, not retried)."""
     from meds3.cli import main
 
     seeds = REPO / "seed_data" / "clinical_calc.jsonl"
-    common = [f"seeds=[{seeds}]", "limit=4", "model=tiny-random-llama", "live_trees=2", *TINY_SEARCH]
+    common = [f"seeds=[{seeds}]", "limit=4", "model=tiny-random-llama", "live_trees=2", f"schedule={schedule}",
+              *TINY_SEARCH]
     assert main(["rollout", "--no-progress", f"output_dir={tmp_path / 'local'}", *common]) == 0
     capsys.readouterr()
     config = load_config(RolloutConfig, None, [f"output_dir={tmp_path / 'ray'}", "ray.enabled=true",
@@ -191,8 +196,11 @@ def test_tiny_model_on_ray_with_a_killed_actor_equals_the_local_runner(ray_insta
     local = json.loads((tmp_path / "local" / "summary.json").read_text())
     assert {k: v for k, v in summary.items() if k != "ray"} == local  # the same end summary
     r = summary["ray"]
-    assert r["failed_units"] == [] and r["retries"] == 1 and r["workers"] == 3
-    assert sum(w["trees"] for w in r["per_worker"]) == 4
+    assert r["failed_units"] == [] and sum(w["trees"] for w in r["per_worker"]) == 4
+    if schedule == "rounds":
+        assert r["retries"] == 1 and r["workers"] == 3
+    else:
+        assert r["retries"] <= 1 and r["workers"] in (2, 3)
     assert stored_ids(tmp_path / "ray") == sorted(stored_ids(tmp_path / "local"))  # each question once
     got = shapes(TreeStore(tmp_path / "ray" / "trees").iter_trees())
     want = shapes(TreeStore(tmp_path / "local" / "trees").iter_trees())

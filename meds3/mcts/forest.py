@@ -17,6 +17,7 @@ In both, a finished tree is handed to the caller and replaced by the next questi
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
@@ -78,6 +79,36 @@ class ForestStats:
     @property
     def elapsed(self) -> float:
         return max(time.perf_counter() - self.started, 1e-9)
+
+
+class Feed:
+    """A question stream topped up while the forest runs (a Ray actor's queue of questions).
+
+    ``Forest.run(feed)`` (async schedule) takes questions from it without waiting while trees
+    are growing, waits for one when none is, and ends once the feed is closed and drained.
+    Thread-safe: one thread runs the forest, others :meth:`put`.
+    """
+
+    EMPTY = object()  # nothing to take now, but the feed is open
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+
+    def put(self, questions: Iterable[MedQuestion]) -> None:
+        for q in questions:
+            self._queue.put(q)
+
+    def close(self) -> None:
+        """No more questions: the forest finishes the ones it has and returns."""
+        self._queue.put(None)
+
+    def take(self, block: bool):
+        """The next question; :attr:`EMPTY` when none is queued (and ``block`` is false);
+        ``None`` once the feed is closed."""
+        try:
+            return self._queue.get(block=block)
+        except queue.Empty:
+            return self.EMPTY
 
 
 class _Flight:
@@ -148,6 +179,8 @@ class Forest:
         self.adapter = adapter
         self.verifier = verifier
         self.stats = ForestStats()
+        self._tree_tokens: dict[int, int] = {}  # async: generated tokens of each growing tree
+        self.last_tree_tokens = 0  # tokens generated for the tree yielded last (async schedule)
 
     def render(self, question: MedQuestion, steps) -> str:
         return render_prompt(question, getattr(self.engine, "tokenizer", None), steps, self.prompt_config)
@@ -163,9 +196,12 @@ class Forest:
         return TreeSearch(question, self.config, self.render, self.prompt_config, render_simulation=self.render_simulation,
                           render_think=self.render_think, **kwargs)
 
-    def run(self, questions: Iterable[MedQuestion],
+    def run(self, questions: Iterable[MedQuestion] | Feed,
             on_round: Callable[[ForestStats], None] | None = None) -> Iterator[Tree]:
         """Search every question; yield each tree as soon as it is complete (or failed).
+
+        ``questions`` is any iterable, or (async schedule) a :class:`Feed` topped up while the
+        forest runs.
 
         An exception raised while handling one question's tree (its verifier, its prompt, its
         PRM scores) marks that tree ``failed`` with the error in ``tree.error``; the other
@@ -180,6 +216,8 @@ class Forest:
         """
         if self.schedule == "async":
             return self._run_async(questions, on_round)
+        if isinstance(questions, Feed):
+            raise ValueError("a Feed needs the async schedule")
         return self._run_rounds(questions, on_round)
 
     def _run_async(self, questions: Iterable[MedQuestion],
@@ -189,15 +227,18 @@ class Forest:
         self.failed_rounds = 0
         self._held_ids = set()
         held: list[TreeSearch] = []
-        pending = iter(questions)
+        pending = iter(()) if isinstance(questions, Feed) else iter(questions)
         live: list[TreeSearch] = []
         ready: list[TreeSearch] = []  # trees whose next requests are to be prepared
         flights: dict[int, _Flight] = {}  # by id(search): the generation requests in the engine
         owner: dict[int, tuple[_Flight, int]] = {}  # engine ticket -> flight, request index
         exhausted = False
+        take = questions.take if isinstance(questions, Feed) else (lambda block: next(pending, None))
         while True:
             while not exhausted and len(live) < self.live_trees:
-                q = next(pending, None)
+                q = take(not live)  # a feed is waited on only while no tree grows
+                if q is Feed.EMPTY:
+                    break
                 if q is None:
                     exhausted = True
                 else:
@@ -290,6 +331,8 @@ class Forest:
         for ticket, result in done:
             flight, i = owner.pop(ticket)
             self._count(result)
+            self._tree_tokens[id(flight.search.tree)] = (self._tree_tokens.get(id(flight.search.tree), 0)
+                                                         + result.generated_tokens)
             flight.outs[i] = result.samples
             flight.left -= 1
             if flight.left == 0:
@@ -397,6 +440,7 @@ class Forest:
         search.fail(reason)
 
     def _finished(self, tree: Tree) -> Tree:
+        self.last_tree_tokens = self._tree_tokens.pop(id(tree), 0)
         s = self.stats
         s.trees_done += 1
         s.trees_failed += tree.status == "failed"

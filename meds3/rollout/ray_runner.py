@@ -61,6 +61,10 @@ class RayRolloutJob(RayUnitJob):
     def actor_class(self) -> type:
         return RolloutWorker
 
+    def actor_concurrency(self) -> int:
+        # async: the actor's forest runs every queued unit at once (ray_worker.py); +2 for info/close
+        return self.ray_config.units_in_flight + 2 if self.config.schedule == "async" else 1
+
     def shipment(self):
         from meds3.rollout.shipping import Shipment
 

@@ -224,6 +224,11 @@ class RayUnitJob:
     def actor_class(self) -> type:
         raise NotImplementedError
 
+    def actor_concurrency(self) -> int:
+        """Calls an actor runs at once: 1 (units in order) unless the actor streams its units
+        through one running forest (then every queued unit, plus ``info``/``close``)."""
+        return 1
+
     def shipment(self) -> Any:
         """What every actor reads instead of the driver's disk (a
         :class:`meds3.rollout.shipping.Shipment`)."""
@@ -269,7 +274,8 @@ class RayUnitJob:
         r = self.ray_config
         actor_cls = ray.remote(self.actor_class()).options(num_cpus=r.num_cpus_per_worker,
                                                            num_gpus=r.num_gpus_per_worker,
-                                                           max_restarts=0, max_task_retries=0)
+                                                           max_restarts=0, max_task_retries=0,
+                                                           max_concurrency=self.actor_concurrency())
         wid = self._next_worker
         self._next_worker += 1
         state = WorkerState(wid, actor_cls.remote(*self.actor_args(wid)), created=time.monotonic())
@@ -521,7 +527,8 @@ class RayUnitJob:
             else:
                 self._store_unit(worker, unit, result)
         worker.inflight.clear()
-        # The actor runs its calls in order: the first lost unit was running, the rest only queued.
+        # The first lost unit was running; the rest were queued (or, on a streaming actor, ran
+        # beside it): with more than one lost, the charge is uncertain.
         for unit in reversed(lost[1:]):
             self.pending.appendleft(unit)
         if lost:  # with other units lost too, the actor might have died on one of those
