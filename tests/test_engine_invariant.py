@@ -135,3 +135,16 @@ def test_invariance_on_the_embedded_model():
     targets = [request(engine, f"Patient {i}: fever and cough for {i} days. Diagnosis?", 3, 40, 100 + i)
                for i in range(3)]
     check_invariance(engine, targets, random.Random(0))
+
+
+@pytest.mark.vllm
+def test_vllm_batch_invariance_is_refused_without_a_gpu():
+    """vLLM's batch-invariant kernels are GPU (Triton) kernels: on CPU the option says so and
+    points to the transformers mode, rather than silently running a non-invariant engine."""
+    pytest.importorskip("vllm")
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cuda():
+        pytest.skip("a CUDA GPU is present: the mode is available")
+    with pytest.raises(ValueError, match="CUDA GPU.*transformers backend"):
+        build_engine("tiny-random-llama", backend="vllm", batch_invariant=True)

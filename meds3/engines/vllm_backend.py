@@ -60,6 +60,10 @@ class VLLMEngine(Engine):
             default 0.3 on CPU, 0.85 on GPU.
         enforce_eager: skip graph capture / compilation (default True on CPU).
         seed: engine seed; requests without a seed draw one from it.
+        batch_invariant: vLLM's batch-invariant kernels (``VLLM_BATCH_INVARIANT=1``, set for this
+            process and the engine's workers before it starts): a seeded request's tokens do not
+            depend on its batch. CUDA only (vLLM's Triton kernels; see vLLM's docs for the GPUs it
+            supports); on CPU this raises ``ValueError`` (use the transformers backend's mode).
         trust_remote_code: run Python code shipped in the model's repository when loading it
             (tokenizer, config and ``vllm.LLM``); off by default, since that code runs with this
             process's rights.
@@ -74,7 +78,8 @@ class VLLMEngine(Engine):
     def __init__(self, model: Any, *, dtype: str | None = None, enable_lora: bool = False,
                  max_lora_rank: int = 16, max_loras: int = 2, max_model_len: int | None = None,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
-                 seed: int = 0, trust_remote_code: bool = False, **llm_kwargs: Any):
+                 seed: int = 0, trust_remote_code: bool = False, batch_invariant: bool = False,
+                 **llm_kwargs: Any):
         unknown = sorted(set(llm_kwargs) - VLLM_LLM_OPTIONS)
         if unknown:
             raise ValueError(f"vllm engine option {unknown[0]!r} is not allowed; allowed: "
@@ -84,6 +89,12 @@ class VLLMEngine(Engine):
         from vllm.platforms import current_platform
 
         on_cpu = current_platform.is_cpu()
+        if batch_invariant:
+            if on_cpu or not current_platform.is_cuda():
+                raise ValueError("vllm batch_invariant needs a CUDA GPU (vLLM's batch-invariant kernels are "
+                                 "Triton GPU kernels); on CPU use the transformers backend with batch_invariant: true")
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"  # read by vLLM (and its workers) at start-up
+        self.batch_invariant = batch_invariant
         if on_cpu and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
             # vLLM's "auto" binding keeps one core for its front end: on 2 cores the model ran on
             # one thread (72 tokens/s at batch 32); binding all cores gave 117.

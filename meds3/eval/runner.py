@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -193,6 +194,7 @@ class GenerationTally:
 
     def __init__(self) -> None:
         self.tokens = self.correct = self.answered = self.count = 0
+        self.started = time.perf_counter()
 
     def add(self, responses: list[list[Response]]) -> int:
         flat = [r for rs in responses for r in rs]
@@ -204,7 +206,8 @@ class GenerationTally:
 
     def postfix(self) -> dict[str, Any]:
         count = max(self.count, 1)
-        return {"tokens": self.tokens, "tok_per_resp": f"{self.tokens / count:.0f}",
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        return {"tokens": self.tokens, "tok_s": f"{self.tokens / seconds:.1f}", "tok_per_resp": f"{self.tokens / count:.0f}",
                 "answered": f"{self.answered / count:.0%}", "correct": f"{self.correct / count:.0%}"}
 
 
