@@ -64,7 +64,8 @@ def run_ray(args, out: Path) -> dict:
     return {"seconds": round(seconds, 2), "trees": summary["trees"],
             "tokens": round(summary["tokens_per_tree"] * summary["trees"]),
             "trees_per_s": round(summary["trees"] / seconds, 4),
-            "per_worker": [{k: w[k] for k in ("worker", "trees", "busy_s", "trees_per_s", "tokens_per_s", "utilization")}
+            "per_worker": [{k: w[k] for k in ("worker", "trees", "busy_s", "trees_per_s", "tokens_per_s",
+                                              "utilization")}
                            for w in r["per_worker"]],
             "job_utilization": round(sum(busy) / (len(busy) * seconds), 3),
             "steady_utilization": round(min(w["utilization"] for w in r["per_worker"] if w["trees"]), 3),

@@ -154,7 +154,8 @@ def check_settings(path: str | os.PathLike, settings: dict[str, Any], what: str,
             raise ConfigError(message)
         if message:
             aside = move_aside(path.parent)
-            logger.warning("%s: settings differ (--force): old outputs moved to %s; starting afresh", path.parent, aside)
+            logger.warning("%s: settings differ (--force): old outputs moved to %s; starting afresh",
+                           path.parent, aside)
             reset = True
         elif set(current) - set(saved):
             logger.info("%s: recording settings not saved by an earlier version: %s", path,

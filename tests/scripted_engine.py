@@ -36,7 +36,7 @@ class ScriptedEngine:
     def _one(self, req):
         rng = random.Random(req.params.seed)
         samples = []
-        for i in range(req.n):
+        for _ in range(req.n):
             if req.params.stop:  # a Reason step
                 text = f"Reasoning {rng.randint(0, 999)}."
                 if rng.random() < 0.1:

@@ -57,7 +57,8 @@ def test_seeds_build_from_manifest(fixtures, tmp_path, capsys):
 
 def test_verify_command(fixtures, capsys):
     path = str(fixtures / "formats" / "medqa_us_test.jsonl")
-    assert main(["verify", path, "--id", "medqa_us_test_0", "--text", "Step 1: UTI in pregnancy.\n\nThe answer is (D)."]) == 0
+    text = "Step 1: UTI in pregnancy.\n\nThe answer is (D)."
+    assert main(["verify", path, "--id", "medqa_us_test_0", "--text", text]) == 0
     assert capsys.readouterr().out.startswith("correct: extracted='D'")
     assert main(["verify", path, "--id", "medqa_us_test_0", "--text", "The answer is A."]) == 1
     assert main(["verify", path, "--id", "medqa_us_test_0", "--text", "I am not sure."]) == 3
@@ -105,9 +106,10 @@ def test_committed_multiple_choice_seed_file_matches_generator():
 
 
 def test_tree_show_prints_values_visits_verdicts(tmp_path, capsys):
+    from scripted_engine import ScriptedEngine
+
     from meds3.mcts import Forest, SearchConfig
     from meds3.rollout import TreeStore
-    from scripted_engine import ScriptedEngine
 
     qs = load_questions(Path(__file__).resolve().parent / "fixtures" / "formats" / "medqa_us_test.jsonl")
     store = TreeStore(tmp_path / "trees", flush_every=1)

@@ -83,7 +83,8 @@ def test_crlf_csv(tmp_path):
 
 
 def test_non_utf8_line_is_reported_and_skippable(tmp_path):
-    p = write_lines(tmp_path, [rec(), json.dumps({**GOOD, "id": "q2", "question": "caf\xe9"}, ensure_ascii=False).encode("latin-1"), rec(id="q3")])
+    latin1 = json.dumps({**GOOD, "id": "q2", "question": "caf\xe9"}, ensure_ascii=False).encode("latin-1")
+    p = write_lines(tmp_path, [rec(), latin1, rec(id="q3")])
     err = error_of(p)
     assert err.where == "line 2" and "not valid UTF-8 (byte 0xe9 at column" in str(err)
     qs = load_questions(p, on_error="skip")

@@ -11,7 +11,11 @@ import json
 import pytest
 
 from meds3.engines import (
-    GenerationRequest, GenerationResult, ModelResolutionError, SamplingParams, build_engine,
+    GenerationRequest,
+    GenerationResult,
+    ModelResolutionError,
+    SamplingParams,
+    build_engine,
     resolve_model,
 )
 from meds3.engines.models import TINY_EOS_PRELUDE, TINY_EOS_TRIGGER

@@ -41,7 +41,8 @@ def test_eval_need_by_hand():
 
 
 def test_check_fits_names_the_keys():
-    needs = {"rollout": search_need(SearchConfig(max_finish_tokens=4096)), "eval": eval_need(EvalConfig(datasets=["x"]))}
+    needs = {"rollout": search_need(SearchConfig(max_finish_tokens=4096)),
+             "eval": eval_need(EvalConfig(datasets=["x"]))}
     need = needs["rollout"].total  # 1024 + 12 x 256 + 4096
     assert need == 8192
     assert check_fits(needs, {}, "vllm") == need and check_fits(needs, {}, "transformers") is None

@@ -8,10 +8,14 @@ import json
 import pytest
 
 from meds3.engines import (
-    GenerationRequest, ModelResolutionError, SamplingParams, available_backends, build_engine,
+    GenerationRequest,
+    ModelResolutionError,
+    SamplingParams,
+    available_backends,
+    build_engine,
+    models,
     resolve_model,
 )
-from meds3.engines import models
 
 
 def _have_smollm2() -> bool:

@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
+from ray_helpers import kill_first_worker
+from test_eval import TABLE, TableEngine, TableScorer, acc, write_bench
 
 from meds3.config import load_config
 from meds3.eval import EvalConfig, read_responses, run_eval
 from meds3.rollout import RayConfig
-from ray_helpers import kill_first_worker
-from test_eval import TABLE, TableEngine, TableScorer, acc, write_bench
 
 ray = pytest.importorskip("ray")
 
@@ -147,8 +147,9 @@ def shipped_copy_engine(config):
 
 @pytest.mark.slow
 def test_tiny_model_eval_on_ray_serves_the_shipped_adapter(ray_instance, bench, tmp_path):
-    from meds3.rollout.shipping import dir_sha256
     from test_rollout_ray import tiny_adapter
+
+    from meds3.rollout.shipping import dir_sha256
 
     adapter = tiny_adapter(tmp_path / "driver_only" / "adapter")
     common = [f"datasets=[{bench}]", "limit=3", "model=tiny-random-llama", "n=2", "max_new_tokens=12",

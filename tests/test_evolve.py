@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
 
 from meds3.config import from_dict
 from meds3.data.loaders import save_questions
 from meds3.data.question import MedQuestion
 from meds3.evolve import EvolveConfig, iteration_questions, run, split_seeds
-from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
 
 
 def _seed_file(path, n):

@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data import MedQuestion
 from meds3.engines.base import GenerateStream
 from meds3.mcts import Forest, SearchConfig
-from scripted_engine import ScriptedEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(9)]

@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
+from scripted_engine import ScriptedEngine, SlowEngine
 
 from meds3.data import MedQuestion
 from meds3.mcts import EngineFailure, Feed, Forest, SearchConfig
 from meds3.rollout import RolloutConfig
 from meds3.rollout.ray_worker import RolloutWorker
-from scripted_engine import ScriptedEngine, SlowEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(8)]
@@ -21,9 +21,14 @@ SEARCH = SearchConfig(max_nodes=10)
 
 
 def shapes(trees):
-    return {t["question"]["id"] if isinstance(t, dict) else t.question.id:
-            [(n["parent"], n["kind"], n["step"], n["value"]) if isinstance(n, dict) else (n.parent, n.kind, n.step, n.value)
-             for n in (t["nodes"] if isinstance(t, dict) else t.nodes)] for t in trees}
+    def node(n):
+        return (n["parent"], n["kind"], n["step"], n["value"]) if isinstance(n, dict) else (n.parent, n.kind, n.step,
+                                                                                            n.value)
+
+    def tree(t):
+        return (t["question"]["id"], t["nodes"]) if isinstance(t, dict) else (t.question.id, t.nodes)
+
+    return {qid: [node(n) for n in nodes] for qid, nodes in map(tree, trees)}
 
 
 def test_a_feed_topped_up_while_the_forest_runs_gives_the_same_trees():

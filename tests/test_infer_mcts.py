@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from scripted_engine import ScriptedEngine
+from test_mcts_actions import RecordingValueModel
 
 from meds3.data import MedQuestion
 from meds3.data.loaders import save_questions
@@ -16,8 +18,6 @@ from meds3.infer import inference_search_config, prm_guided_mcts
 from meds3.infer.mcts import best_leaf_answer
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.search import TreeSearch
-from scripted_engine import ScriptedEngine
-from test_mcts_actions import RecordingValueModel
 
 OPTIONS = {"A": "x", "B": "y", "C": "z"}
 
@@ -115,8 +115,9 @@ def test_eval_strategy_with_resume(tmp_path):
 
 
 def test_prm_guided_mcts_on_tiny_random_llama():
-    from meds3.engines import build_engine
     from test_mcts_integration import seed_questions
+
+    from meds3.engines import build_engine
 
     engine = build_engine("tiny-random-llama")
     config = inference_search_config(max_nodes=6, max_step_tokens=12, max_finish_tokens=16, count_truncated=True)

@@ -2,10 +2,10 @@
 trajectories, and batch-independence of the trees."""
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data import MedQuestion
 from meds3.mcts import Forest, SearchConfig, extract_trajectories
-from scripted_engine import ScriptedEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(7)]

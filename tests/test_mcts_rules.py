@@ -70,7 +70,8 @@ def test_uct_scores_and_choice_order():
 def test_ties_go_to_the_earliest_child():
     cfg = SearchConfig()
     parent = Node(0, None, 0, "root", "r", children=[1, 2], visits=2)
-    nodes = [parent, Node(1, 0, 1, "reason", "a", visits=1, value=0.3), Node(2, 0, 1, "reason", "b", visits=1, value=0.3)]
+    nodes = [parent, Node(1, 0, 1, "reason", "a", visits=1, value=0.3),
+             Node(2, 0, 1, "reason", "b", visits=1, value=0.3)]
     assert select_child(nodes, parent, cfg).id == 1
 
 

@@ -1,8 +1,16 @@
 """Prompt rendering in the MedS3 step format."""
 
 from meds3.data import MedQuestion
-from meds3.data.prompts import (PromptConfig, assistant_prefix, has_answer_phrase, next_step_stop,
-                                render_problem, render_prompt, render_steps, split_steps)
+from meds3.data.prompts import (
+    PromptConfig,
+    assistant_prefix,
+    has_answer_phrase,
+    next_step_stop,
+    render_problem,
+    render_prompt,
+    render_steps,
+    split_steps,
+)
 
 Q = MedQuestion(id="q", question="Which nerve?", options={"A": "Facial", "B": "Vagus"}, answer="A",
                 metadata={"context": "An abstract."})

@@ -27,12 +27,12 @@ import os
 from pathlib import Path
 
 import pytest
+from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
 
 from meds3.config import from_dict
 from meds3.data.loaders import save_questions
 from meds3.data.question import MedQuestion
 from meds3.evolve import EvolveConfig
-from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]

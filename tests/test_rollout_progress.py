@@ -4,12 +4,12 @@ tokens/s) are redrawn after every engine round, not only when a tree is finished
 from __future__ import annotations
 
 import tqdm.auto
+from scripted_engine import ScriptedEngine
 
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.rollout import RolloutConfig, run_rollout
-from scripted_engine import ScriptedEngine
 
 
 class RecordingBar:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from ray_helpers import kill_first_worker
+from scripted_engine import ScriptedEngine, SlowEngine
 
 from meds3.config import ConfigError, load_config, save_config
 from meds3.data import save_questions
@@ -19,8 +21,6 @@ from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.rollout import RayConfig, RolloutConfig, TreeStore, run_ray_rollout, run_rollout
 from meds3.rollout.ray_runner import make_units
-from ray_helpers import kill_first_worker
-from scripted_engine import ScriptedEngine, SlowEngine
 
 ray = pytest.importorskip("ray")
 

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
 from meds3.mcts import Forest, SearchConfig, Tree
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine
 
 TESTS = Path(__file__).resolve().parent
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B",

@@ -9,8 +9,7 @@ import pytest
 
 from meds3.data import calculators as c
 from meds3.data.question import MedQuestion
-from meds3.data.seedgen import (CALCULATOR_NAMES, LEVELS, generate_calc_file,
-                                generate_calc_questions)
+from meds3.data.seedgen import CALCULATOR_NAMES, LEVELS, generate_calc_file, generate_calc_questions
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 
+from train_trees import make_tree, node, question
+
 from meds3.data.prompts import ROOT_STEP
 from meds3.mcts.node import Tree
 from meds3.rollout.store import TreeStore
 from meds3.train import PRMDataConfig, SFTDataConfig, iter_trees, prm_records, sft_records
-from train_trees import make_tree, node, question
 
 PATH_3 = [ROOT_STEP, "BMI is weight divided by height squared.", "70 / 3.0625 = 22.9. The answer is B."]
 PATH_5 = [ROOT_STEP, "Square the height: 1.75 * 1.75 = 3.06.", "Divide 70 by 3.06 to get 22.9.", "The answer is B."]

@@ -5,17 +5,27 @@ from __future__ import annotations
 import json
 
 import pytest
+from train_trees import make_tree, write_trees
 
 from meds3.config import ConfigError, load_config
 from meds3.data.errors import DataError
 from meds3.data.prompts import ROOT_STEP
 from meds3.engines import ModelResolutionError, resolve_model
 from meds3.train import (
-    IGNORE_INDEX, PolicyTrainConfig, PRMDataConfig, PRMTrainConfig, SFTDataConfig, iter_trees, prm_dataset,
-    prm_records, read_jsonl, sft_dataset, sft_records, write_jsonl,
+    IGNORE_INDEX,
+    PolicyTrainConfig,
+    PRMDataConfig,
+    PRMTrainConfig,
+    SFTDataConfig,
+    iter_trees,
+    prm_dataset,
+    prm_records,
+    read_jsonl,
+    sft_dataset,
+    sft_records,
+    write_jsonl,
 )
 from meds3.train.common import load_tokenizer
-from train_trees import make_tree, write_trees
 
 PATH_3 = [ROOT_STEP, "BMI is weight divided by height squared.", "70 / 3.0625 = 22.9. The answer is B."]
 PATH_5 = [ROOT_STEP, "Square the height: 1.75 * 1.75 = 3.06.", "Divide 70 by 3.06 to get 22.9.", "The answer is B."]

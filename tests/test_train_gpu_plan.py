@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from train_trees import write_trees
 
 from meds3.train import PolicyTrainConfig, PRMTrainConfig
 from meds3.train.common import model_dtype, model_load_kwargs, training_arguments
-from train_trees import write_trees
 
 
 def test_training_arguments_pass_through_and_checkpointing(tmp_path):
@@ -17,7 +17,8 @@ def test_training_arguments_pass_through_and_checkpointing(tmp_path):
                                training_args={"max_grad_norm": 0.5, "optim": "adamw_torch"})
     args = training_arguments(config, tmp_path, progress=False)
     assert (args.gradient_checkpointing, args.gradient_checkpointing_kwargs) == (True, {"use_reentrant": False})
-    assert (args.max_grad_norm, args.optim.value if hasattr(args.optim, "value") else args.optim) == (0.5, "adamw_torch")
+    optim = args.optim.value if hasattr(args.optim, "value") else args.optim
+    assert (args.max_grad_norm, optim) == (0.5, "adamw_torch")
     assert model_dtype(config) == torch.float32 and model_load_kwargs(config) == {"dtype": torch.float32}
     with pytest.raises(ValueError, match="training_args: 'deepspeed_config' is not a TrainingArguments field"):
         PolicyTrainConfig(training_args={"deepspeed_config": "ds.json"})

@@ -4,15 +4,21 @@ tokenizer (the SmolLM2 tokenizer)."""
 from __future__ import annotations
 
 import pytest
+from train_trees import question
 
 from meds3.data.prompts import ROOT_STEP, PromptConfig
 from meds3.engines import ModelResolutionError, resolve_model
 from meds3.train.common import load_tokenizer
 from meds3.train.labels import (
-    IGNORE_INDEX, chat_head, render_trajectory, sft_labels, step_labels, token_index_at, tokenize_trajectory,
+    IGNORE_INDEX,
+    chat_head,
+    render_trajectory,
+    sft_labels,
+    step_labels,
+    token_index_at,
+    tokenize_trajectory,
     turn_end,
 )
-from train_trees import question
 
 STEPS = [ROOT_STEP, "BMI = 70 / 1.75² ≈ 22.9 kg/m²", "The answer is B."]
 

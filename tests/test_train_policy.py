@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from train_trees import question, write_trees
 
 from meds3.config import load_config
 from meds3.engines import GenerationRequest, ModelResolutionError, SamplingParams, build_engine, resolve_model
 from meds3.train import PolicyTrainConfig, fit_policy
-from train_trees import question, write_trees
 
 
 @pytest.fixture(scope="module")

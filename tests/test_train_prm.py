@@ -7,12 +7,12 @@ import json
 import math
 
 import pytest
+from train_trees import question, write_trees
 
 from meds3.data.prompts import ROOT_STEP
 from meds3.engines import ModelResolutionError, resolve_model
 from meds3.train import IGNORE_INDEX, PRMScorer, PRMTrainConfig, fit_prm, prm_loss
 from meds3.train.prm import collate_prm
-from train_trees import question, write_trees
 
 TRAJS = [
     [ROOT_STEP, "BMI is weight divided by height squared.", "Height squared: 1.75 * 1.75 = 3.0625 m²",

@@ -7,8 +7,16 @@ import random
 import pytest
 
 from meds3.data.question import TASK_TYPES, MedQuestion
-from meds3.verify import (VERIFIERS, Extraction, Verdict, Verifier, extract_answer, get_verifier, register_verifier,
-                          verify)
+from meds3.verify import (
+    VERIFIERS,
+    Extraction,
+    Verdict,
+    Verifier,
+    extract_answer,
+    get_verifier,
+    register_verifier,
+    verify,
+)
 
 QUESTIONS = [
     MedQuestion(id="mc", question="?", options={"A": "yes", "B": "no", "C": "Nernst equation", "D": "a beta blocker"},

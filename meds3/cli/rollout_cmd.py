@@ -34,9 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_rollout_cmd(args: argparse.Namespace) -> int:
-    from meds3.rollout import RolloutConfig, run_rollout
-
     from meds3.cli.eval_cmd import force_kwargs, ray_overrides
+    from meds3.rollout import RolloutConfig, run_rollout
 
     config = load_config(RolloutConfig, args.config, ray_overrides(args))
     summary = run_rollout(config, progress=not args.no_progress, **force_kwargs(args))

@@ -254,13 +254,13 @@ def headqa(record: dict, index: int, ctx: dict) -> MedQuestion:
         texts = [a["atext"] for a in ordered]
         aids = [int(a["aid"]) for a in ordered]
     except (KeyError, TypeError, ValueError):
-        raise FieldError("answers", "every answer needs an integer 'aid' and an 'atext'")
+        raise FieldError("answers", "every answer needs an integer 'aid' and an 'atext'") from None
     options = lettered(texts, "answers")
     ra = record.get("ra")
     try:
         ra = int(ra)
     except (TypeError, ValueError):
-        raise FieldError("ra", f"must be the integer aid of the right answer, got {ra!r}")
+        raise FieldError("ra", f"must be the integer aid of the right answer, got {ra!r}") from None
     if ra not in aids:
         raise FieldError("ra", f"is {ra} but answer ids are {aids}")
     exam = ctx.get("exam") or record.get("name") or ctx["stem"]

@@ -11,8 +11,15 @@ from typing import Any, Iterable, Iterator
 from meds3.data.errors import DataError, FieldError, LoadReport, QuestionList, SkippedRecord
 from meds3.data.formats import FORMATS, detect_format
 from meds3.data.question import MedQuestion
-from meds3.data.reader import (RawRecord, container_of, iter_csv, iter_json_array, iter_jsonl,
-                               load_json_document, read_bytes)
+from meds3.data.reader import (
+    RawRecord,
+    container_of,
+    iter_csv,
+    iter_json_array,
+    iter_jsonl,
+    load_json_document,
+    read_bytes,
+)
 from meds3.data.validate import validate_question
 
 logger = logging.getLogger(__name__)

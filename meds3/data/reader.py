@@ -105,11 +105,12 @@ def load_json_document(path: Path, data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DataError(str(path), f"line {line}",
-                        f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8")
+                        f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(str(path), f"line {exc.lineno}", f"invalid JSON ({exc.msg} at column {exc.colno})")
+        raise DataError(str(path), f"line {exc.lineno}",
+                        f"invalid JSON ({exc.msg} at column {exc.colno})") from None
     except (ValueError, RecursionError) as exc:
         raise DataError(str(path), None, unreadable_json(exc)) from None
 

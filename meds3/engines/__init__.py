@@ -11,7 +11,11 @@ only when asked for). Models: see :func:`resolve_model`.
 """
 
 from meds3.engines.base import (
-    Engine, available_backends, build_engine, get_backend, register_backend,
+    Engine,
+    available_backends,
+    build_engine,
+    get_backend,
+    register_backend,
 )
 from meds3.engines.models import ModelResolutionError, embedded_aliases, resolve_model
 from meds3.engines.types import GenerationRequest, GenerationResult, Sample, SamplingParams

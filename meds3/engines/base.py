@@ -109,7 +109,7 @@ class Engine(ABC):
             messages, tokenize=False, add_generation_prompt=add_generation_prompt
         )
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional hook: engines without processes keep the no-op
         """Release the model and worker processes (no-op by default)."""
 
     def __enter__(self) -> "Engine":

@@ -33,7 +33,11 @@ from meds3.engines.kv import KVBatch, PrefixStore
 from meds3.engines.models import resolve_model
 from meds3.engines.sampling import StopChecker, sample_tokens
 from meds3.engines.types import (
-    GenerationRequest, GenerationResult, Sample, SamplingParams, sample_seed,
+    GenerationRequest,
+    GenerationResult,
+    Sample,
+    SamplingParams,
+    sample_seed,
 )
 
 logger = logging.getLogger(__name__)

@@ -78,7 +78,8 @@ def accuracy_rows(saved: dict, selectors: Sequence[str]) -> tuple[list[dict], li
             for k in n_grid(run.n):
                 vs_n.append({**head, **score_selector(name, questions, k)})
     if skipped:
-        logger.warning("no PRM step scores: skipped %s (give prm=... and rerun with --rescore)", ", ".join(sorted(skipped)))
+        logger.warning("no PRM step scores: skipped %s (give prm=... and rerun with --rescore)",
+                       ", ".join(sorted(skipped)))
     return [{c: r[c] for c in COLUMNS} for r in rows], [{c: r[c] for c in COLUMNS} for r in vs_n]
 
 

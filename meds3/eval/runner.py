@@ -66,7 +66,8 @@ def plan_runs(config: EvalConfig) -> list[Run]:
 def sampler_config(config: EvalConfig, run: Run) -> SamplerConfig:
     """The sampling settings of one run (greedy: n=1, temperature 0)."""
     greedy = run.kind == "greedy"
-    return SamplerConfig(n=run.n, temperature=0.0 if greedy else config.temperature, top_p=1.0 if greedy else config.top_p,
+    return SamplerConfig(n=run.n, temperature=0.0 if greedy else config.temperature,
+                         top_p=1.0 if greedy else config.top_p,
                          max_new_tokens=config.max_new_tokens, seed=config.seed, adapter=config.adapter,
                          budget=config.budget_for(run.budget))
 
@@ -207,7 +208,8 @@ class GenerationTally:
     def postfix(self) -> dict[str, Any]:
         count = max(self.count, 1)
         seconds = max(time.perf_counter() - self.started, 1e-9)
-        return {"tokens": self.tokens, "tok_s": f"{self.tokens / seconds:.1f}", "tok_per_resp": f"{self.tokens / count:.0f}",
+        return {"tokens": self.tokens, "tok_s": f"{self.tokens / seconds:.1f}",
+                "tok_per_resp": f"{self.tokens / count:.0f}",
                 "answered": f"{self.answered / count:.0%}", "correct": f"{self.correct / count:.0%}"}
 
 

@@ -94,7 +94,8 @@ class EvolveConfig:
         """
         from meds3.engines.lengths import check_fits, eval_need, search_need, with_context
 
-        needs = {f"rollout (iteration {k})": search_need(self.search_for(k)[0], self.max_prompt_tokens, "rollout.search")
+        needs = {f"rollout (iteration {k})":
+                 search_need(self.search_for(k)[0], self.max_prompt_tokens, "rollout.search")
                  for k in (1, 2)}
         needs["eval"] = eval_need(self.eval, self.max_prompt_tokens)
         if self.eval.mcts:

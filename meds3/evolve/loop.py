@@ -165,7 +165,7 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
             fp = {**rollout_fingerprint(rollout_cfg), "questions": [q.id for q in questions],
                   "prm_stage": lineage.get(prm_stage) if rollout_cfg.prm else None}
             lineage[str(it / "rollout")] = _digest(fp)
-            stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda: run_rollout(
+            stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda rollout_cfg=rollout_cfg: run_rollout(
                 rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress, force=force),
                 inputs={"questions": len(questions), "adapter": adapter, "prm": rollout_cfg.prm},
                 fingerprint=fp, force=force))
@@ -176,13 +176,15 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
             fp = _train_fingerprint(policy_cfg, tree_dirs, lineage)
             lineage[str(it / "policy")] = _digest(fp)
             policy = run_stage(f"iter{k}/policy", it / "policy",
-                               lambda: _train(train_policy, policy_cfg, progress, adapter, engines),
+                               lambda cfg=policy_cfg, adapter=adapter: _train(train_policy, cfg, progress, adapter,
+                                                                              engines),
                                inputs={"trees": tree_dirs}, fingerprint=fp, force=force)
             prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
                             output_dir=str(it / "prm"))
             fp = _train_fingerprint(prm_cfg, tree_dirs, lineage)
             lineage[str(it / "prm")] = _digest(fp)
-            prm = run_stage(f"iter{k}/prm", it / "prm", lambda: _train(train_prm, prm_cfg, progress, None, engines),
+            prm = run_stage(f"iter{k}/prm", it / "prm",
+                            lambda cfg=prm_cfg: _train(train_prm, cfg, progress, None, engines),
                             inputs={"trees": tree_dirs}, fingerprint=fp, force=force)
             stages += [policy, prm]
             _free_gpu_memory()

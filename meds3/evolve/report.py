@@ -132,7 +132,8 @@ def write_report(out: Path, evals: Sequence[tuple[str, StageResult]], stages: Se
     }
     atomic_write_json(out / "report.json", report)
     atomic_write_text(
-        out / "report.md", "# Self-evolution report\n\nAccuracy (%) by selector, with 95% bootstrap intervals over questions.\n\n"
+        out / "report.md", "# Self-evolution report\n\n"
+        "Accuracy (%) by selector, with 95% bootstrap intervals over questions.\n\n"
         + table + "\n\n## Search\n\nTrees of each iteration; records: what that iteration's trainers used "
         "(trees of every iteration so far).\n\n" + format_search_table(search) + "\n")
     with atomic_open(out / "report.csv", newline="") as f:

@@ -16,13 +16,23 @@ from meds3.infer.budget import BudgetConfig, Generation, generate_with_budget
 from meds3.infer.mcts import MCTSAnswer, inference_search_config, prm_guided_mcts
 from meds3.infer.sampler import Response, SamplerConfig, make_response, question_seed, sample_responses
 from meds3.infer.selectors import (
-    AGGREGATIONS, SELECTORS, Selection, aggregate, best_of_n, get_selector, majority, needs_prm, p_vs,
-    register_selector, vote,
+    AGGREGATIONS,
+    SELECTORS,
+    Selection,
+    aggregate,
+    best_of_n,
+    get_selector,
+    majority,
+    needs_prm,
+    p_vs,
+    register_selector,
+    vote,
 )
 
 __all__ = [
-    "AGGREGATIONS", "Answer", "BudgetConfig", "Generation", "MCTSAnswer", "Response", "SELECTORS", "SamplerConfig", "Selection",
-    "StepScorer", "aggregate", "answer", "best_of_n", "generate_with_budget", "get_selector", "inference_search_config", "load_scorer",
-    "majority", "make_response", "needs_prm", "p_vs", "prm_guided_mcts", "question_seed", "register_selector", "sample_responses",
-    "score_many", "score_responses", "vote",
+    "AGGREGATIONS", "Answer", "BudgetConfig", "Generation", "MCTSAnswer", "Response", "SELECTORS",
+    "SamplerConfig", "Selection", "StepScorer", "aggregate", "answer", "best_of_n", "generate_with_budget",
+    "get_selector", "inference_search_config", "load_scorer", "majority", "make_response", "needs_prm",
+    "p_vs", "prm_guided_mcts", "question_seed", "register_selector", "sample_responses", "score_many",
+    "score_responses", "vote",
 ]

@@ -84,7 +84,8 @@ def prm_guided_mcts(questions: Sequence[MedQuestion], engine: Any, scorer: Any, 
 
     config = config or inference_search_config()
     if config.finish_value != "prm" or config.prm_prior_weight != 1:
-        raise ValueError("PRM-guided MCTS needs finish_value 'prm' and prm_prior_weight 1 (see inference_search_config)")
+        raise ValueError("PRM-guided MCTS needs finish_value 'prm' and prm_prior_weight 1 "
+                         "(see inference_search_config)")
     forest = Forest(engine, config, prompt_config, live_trees=live_trees, adapter=adapter, value_model=scorer)
     by_id = {t.question.id: best_leaf_answer(t) for t in forest.run(questions)}
     return [by_id[q.id] for q in questions]

@@ -7,5 +7,6 @@ from meds3.mcts.rules import back_up, select_child, uct_score
 from meds3.mcts.search import SearchRequest, TreeSearch
 from meds3.mcts.trajectories import Trajectory, extract_trajectories
 
-__all__ = ["EngineFailure", "Feed", "Forest", "ForestStats", "Node", "SearchConfig", "SearchRequest", "Trajectory", "Tree", "TreeSearch",
+__all__ = ["EngineFailure", "Feed", "Forest", "ForestStats", "Node", "SearchConfig", "SearchRequest", "Trajectory",
+           "Tree", "TreeSearch",
            "back_up", "extract_trajectories", "select_child", "uct_score"]

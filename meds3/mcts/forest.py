@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
 from meds3.data.prompts import PromptConfig, render_prompt
-from meds3.engines.base import stream_of
-from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
 from meds3.data.question import MedQuestion
+from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
+from meds3.engines.base import stream_of
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.node import Tree
 from meds3.mcts.search import SearchRequest, TreeSearch
@@ -193,7 +193,8 @@ class Forest:
 
     def new_search(self, question: MedQuestion) -> TreeSearch:
         kwargs = {"verifier": self.verifier} if self.verifier is not None else {}
-        return TreeSearch(question, self.config, self.render, self.prompt_config, render_simulation=self.render_simulation,
+        return TreeSearch(question, self.config, self.render, self.prompt_config,
+                          render_simulation=self.render_simulation,
                           render_think=self.render_think, **kwargs)
 
     def run(self, questions: Iterable[MedQuestion] | Feed,

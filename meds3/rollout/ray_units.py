@@ -12,7 +12,8 @@ the one it was running is charged a retry, the others go back to the queue uncha
 actor runs its calls in order), and a new actor replaces the dead one. A unit that runs past
 ``ray.unit_timeout_s`` (a hung engine) is charged the same way and its actor is killed and
 replaced, and so is an actor whose engine fails for good (``EngineFailure``: a lost CUDA
-context, a dead vLLM engine), its unit charged. A unit that fails more than ``ray.max_unit_retries`` times is split in two halves,
+context, a dead vLLM engine), its unit charged. A unit that fails more than
+``ray.max_unit_retries`` times is split in two halves,
 each given one more attempt, and so on down to single questions, so one poison question
 costs only itself: it is recorded as failed with its reasons and the job finishes the rest; a
 rerun tries it again. Actors that fail to start before any has started are replaced too (up
@@ -88,7 +89,8 @@ class WorkerState:
         busy = max(self.busy_s, 1e-9)
         span = max(self.last_end - self.first_start, busy)
         return {"worker": self.id, "host": self.host, "node": self.node, "pid": self.pid, "alive": self.alive,
-                "died": self.died, "units": self.units, item: self.items, **self.counts, "generated_tokens": self.generated_tokens,
+                "died": self.died, "units": self.units, item: self.items, **self.counts,
+                "generated_tokens": self.generated_tokens,
                 "busy_s": round(self.busy_s, 2), f"{item}_per_s": round(self.items / busy, 4),
                 "tokens_per_s": round(self.generated_tokens / busy, 1),
                 "utilization": round(self.busy_s / span, 3) if self.units else 0.0}

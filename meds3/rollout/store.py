@@ -118,7 +118,8 @@ class TreeStore:
                 f.write(json.dumps(tree.to_dict(), ensure_ascii=False) + "\n")
         for lineno, tree in enumerate(self._buffer, start=1):
             before = self._index.get(tree.question.id)
-            self._index[tree.question.id] = StoredTree(final, lineno, tree.status, (before.attempts if before else 0) + 1)
+            attempts = (before.attempts if before else 0) + 1
+            self._index[tree.question.id] = StoredTree(final, lineno, tree.status, attempts)
         self._written.update(t.question.id for t in self._buffer)
         self._buffer = []
         return final

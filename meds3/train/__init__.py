@@ -11,11 +11,23 @@ the PRM scorer.
 
 from meds3.train.common import LoRATrainConfig, NoTrainingData
 from meds3.train.data import (
-    PRMDataConfig, SFTDataConfig, iter_trees, prm_dataset, prm_records, read_jsonl, sft_dataset, sft_records,
+    PRMDataConfig,
+    SFTDataConfig,
+    iter_trees,
+    prm_dataset,
+    prm_records,
+    read_jsonl,
+    sft_dataset,
+    sft_records,
     write_jsonl,
 )
 from meds3.train.labels import (
-    IGNORE_INDEX, TrajectoryTokens, sft_labels, step_labels, token_index_at, tokenize_trajectory,
+    IGNORE_INDEX,
+    TrajectoryTokens,
+    sft_labels,
+    step_labels,
+    token_index_at,
+    tokenize_trajectory,
 )
 from meds3.train.policy import PolicyTrainConfig, fit_policy, train_policy
 from meds3.train.prm import PRMTrainConfig, fit_prm, prm_loss, train_prm

@@ -18,8 +18,17 @@ from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.locks import locks_output
 from meds3.train.common import (
-    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, model_load_kwargs,
-    prepare_for_training, resolve_device, training_arguments, write_meta,
+    LoRATrainConfig,
+    NoTrainingData,
+    attach_logging,
+    finish_summary,
+    load_tokenizer,
+    lora_config,
+    model_load_kwargs,
+    prepare_for_training,
+    resolve_device,
+    training_arguments,
+    write_meta,
 )
 from meds3.train.data import SFTDataConfig, iter_trees, sft_dataset, sft_records, write_jsonl
 

@@ -22,8 +22,17 @@ from meds3.config import save_config
 from meds3.data.errors import DataError
 from meds3.locks import locks_output
 from meds3.train.common import (
-    LoRATrainConfig, NoTrainingData, attach_logging, finish_summary, load_tokenizer, lora_config, model_load_kwargs,
-    prepare_for_training, resolve_device, training_arguments, write_meta,
+    LoRATrainConfig,
+    NoTrainingData,
+    attach_logging,
+    finish_summary,
+    load_tokenizer,
+    lora_config,
+    model_load_kwargs,
+    prepare_for_training,
+    resolve_device,
+    training_arguments,
+    write_meta,
 )
 from meds3.train.data import PRMDataConfig, iter_trees, prm_dataset, prm_records, write_jsonl
 from meds3.train.labels import IGNORE_INDEX

@@ -7,10 +7,10 @@ answer can be found), ``extract_answer(text, question)`` the normalized answer a
 type is one new class decorated with ``@register_verifier("name")``.
 """
 
-from meds3.verify.core import VERIFIERS, Extraction, Verdict, Verifier, get_verifier, register_verifier
 from meds3.verify import choice, numeric, text, yesno  # noqa: F401  (registers the verifiers)
 from meds3.verify.api import extract_answer, verify
 from meds3.verify.choice import MultipleChoiceVerifier
+from meds3.verify.core import VERIFIERS, Extraction, Verdict, Verifier, get_verifier, register_verifier
 from meds3.verify.numeric import NumericVerifier
 from meds3.verify.text import ExactVerifier, SpanVerifier, token_f1
 from meds3.verify.yesno import YesNoVerifier

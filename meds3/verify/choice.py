@@ -29,9 +29,22 @@ from typing import Any
 
 from meds3.data.question import LETTERS, MedQuestion
 from meds3.verify.core import Extraction, Verdict, Verifier, register_verifier
-from meds3.verify.statements import (AMBIGUOUS, FOUND, NOTHING, UNCLEAR, Parsed, Statement, answer_statements,
-                                     answer_tokens, clean_text, first_clause, parse_negation, last_line, previous_line,
-                                     read_last_statement)
+from meds3.verify.statements import (
+    AMBIGUOUS,
+    FOUND,
+    NOTHING,
+    UNCLEAR,
+    Parsed,
+    Statement,
+    answer_statements,
+    answer_tokens,
+    clean_text,
+    first_clause,
+    last_line,
+    parse_negation,
+    previous_line,
+    read_last_statement,
+)
 
 _JUNK = " \t*_\"'`:=-–—"
 _LETTER = re.compile(

@@ -57,7 +57,7 @@ class Verifier(abc.ABC):
     #: unknown to every verifier is rejected).
     option_names: ClassVar[frozenset[str]] = frozenset()
 
-    def validate(self, question: MedQuestion, **options: Any) -> None:
+    def validate(self, question: MedQuestion, **options: Any) -> None:  # noqa: B027 -- optional check
         """Raise ``ValueError`` naming the question when its gold answer, its metadata or
         the keyword ``options`` cannot be used by this verifier; return ``None`` otherwise.
         :func:`meds3.verify.verify` calls it before reading the text, so that only

@@ -28,8 +28,18 @@ from typing import Any, NamedTuple
 
 from meds3.data.question import MedQuestion
 from meds3.verify.core import Extraction, Verdict, Verifier, register_verifier
-from meds3.verify.statements import (AMBIGUOUS, FOUND, NOTHING, Parsed, answer_statements, clean_text,
-                                     first_clause, parse_negation, last_line, read_last_statement)
+from meds3.verify.statements import (
+    AMBIGUOUS,
+    FOUND,
+    NOTHING,
+    Parsed,
+    answer_statements,
+    clean_text,
+    first_clause,
+    last_line,
+    parse_negation,
+    read_last_statement,
+)
 from meds3.verify.units import convert, normalize_unit
 
 #: Relative tolerance used when neither ``verify`` options nor metadata give one.

@@ -16,8 +16,18 @@ from typing import Any
 
 from meds3.data.question import MedQuestion
 from meds3.verify.core import Extraction, Verdict, Verifier, register_verifier
-from meds3.verify.statements import (AMBIGUOUS, FOUND, NOTHING, Parsed, answer_statements, answer_tokens,
-                                     clean_text, first_clause, parse_negation, read_last_statement)
+from meds3.verify.statements import (
+    AMBIGUOUS,
+    FOUND,
+    NOTHING,
+    Parsed,
+    answer_statements,
+    answer_tokens,
+    clean_text,
+    first_clause,
+    parse_negation,
+    read_last_statement,
+)
 
 #: F1 at or above which a span answer is correct, unless options or metadata say otherwise.
 DEFAULT_F1_THRESHOLD = 0.5

@@ -12,8 +12,18 @@ from typing import Any
 from meds3.data.question import MedQuestion
 from meds3.verify.choice import parse_choice_tail
 from meds3.verify.core import Extraction, Verdict, Verifier, register_verifier
-from meds3.verify.statements import (AMBIGUOUS, FOUND, NOTHING, Parsed, answer_statements, answer_tokens,
-                                     clean_text, parse_negation, last_line, read_last_statement)
+from meds3.verify.statements import (
+    AMBIGUOUS,
+    FOUND,
+    NOTHING,
+    Parsed,
+    answer_statements,
+    answer_tokens,
+    clean_text,
+    last_line,
+    parse_negation,
+    read_last_statement,
+)
 
 #: The answers a yes_no question can have.
 YES_NO_MAYBE = ("yes", "no", "maybe")

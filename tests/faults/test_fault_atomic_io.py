@@ -14,6 +14,7 @@ import os
 import re
 
 import pytest
+from test_eval import TableEngine, write_bench
 
 import meds3.io
 from meds3.config import save_config
@@ -22,7 +23,6 @@ from meds3.eval import EvalConfig, read_responses, run_eval
 from meds3.eval.report import write_tables
 from meds3.eval.runner import write_responses
 from meds3.io import atomic_write_json, atomic_write_text, hostname
-from test_eval import TableEngine, write_bench
 
 
 @pytest.fixture

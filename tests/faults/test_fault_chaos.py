@@ -16,12 +16,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from scripted_engine import ScriptedEngine, slow_rollout_command
+
 from meds3.config import save_config
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine, slow_rollout_command
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(24)]
@@ -60,7 +61,8 @@ def test_five_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path):
         before = len(stored_lines(out))
         if before == len(QS):
             break
-        proc = subprocess.Popen(slow_rollout_command(tmp_path / "job.yaml", 0.1), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(slow_rollout_command(tmp_path / "job.yaml", 0.1), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None and len(stored_lines(out)) == before:
             time.sleep(0.01)

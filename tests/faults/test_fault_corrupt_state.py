@@ -7,6 +7,7 @@ import json
 import signal
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data import save_questions
 from meds3.data.errors import DataError
@@ -15,7 +16,6 @@ from meds3.evolve.stages import read_manifest, run_stage
 from meds3.mcts import Forest, SearchConfig, Tree
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
 from meds3.train.data import iter_trees
-from scripted_engine import ScriptedEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B",
                   task_type="multiple_choice") for i in range(3)]

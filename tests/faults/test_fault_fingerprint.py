@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.config import ConfigError
 from meds3.data import save_questions
@@ -17,7 +18,6 @@ from meds3.evolve.loop import check_split
 from meds3.evolve.stages import run_stage
 from meds3.mcts import SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B",
                   task_type="multiple_choice") for i in range(8)]

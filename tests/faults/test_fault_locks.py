@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from scripted_engine import ScriptedEngine, slow_rollout_command
+from test_eval import TableEngine, write_bench
 
 from meds3.cli import main
 from meds3.config import save_config
@@ -25,8 +27,6 @@ from meds3.io import hostname, temp_owner
 from meds3.locks import LOCK_FILE, OutputLocked, output_lock
 from meds3.mcts import SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine, slow_rollout_command
-from test_eval import TableEngine, write_bench
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B",
                   task_type="multiple_choice") for i in range(6)]

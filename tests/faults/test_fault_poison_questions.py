@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.cli import main
 from meds3.data import DataError, MedQuestion, load_questions
 from meds3.mcts import Forest, SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
-from scripted_engine import ScriptedEngine
 
 GOOD_NUMERIC = {"id": "ok", "question": "BMI?", "answer": "24.2", "task_type": "numeric",
                 "metadata": {"tolerance": 0.05}}

@@ -5,11 +5,11 @@ turning every later tree into a failed tree; an ordinary error fails only its tr
 from __future__ import annotations
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.mcts.forest import EngineFailure, Forest
-from scripted_engine import ScriptedEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "x", "B": "y"}, answer="A") for i in range(3)]
 
@@ -41,8 +41,9 @@ def test_an_ordinary_prm_error_fails_only_its_tree():
 
 def test_saved_step_scores_are_redone_when_the_prm_changed(tmp_path):
 
-    from meds3.eval import EvalConfig, read_responses, run_eval
     from test_eval import TableEngine, TableScorer, write_bench
+
+    from meds3.eval import EvalConfig, read_responses, run_eval
 
     bench = write_bench(tmp_path / "mini.jsonl")
     prm = tmp_path / "prm"

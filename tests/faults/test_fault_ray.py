@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
 from meds3.mcts import SearchConfig
 from meds3.rollout import RayConfig, RolloutConfig, TreeStore, run_ray_rollout
-from scripted_engine import ScriptedEngine
 
 ray = pytest.importorskip("ray")
 
@@ -83,7 +83,8 @@ class FirstBuildDiffers:
 
 def test_an_actor_that_fails_before_any_started_is_replaced(ray_instance, tmp_path):
     config = job(tmp_path, unit_size=2)
-    summary = run_ray_rollout(config, progress=False, engine_factory=FirstBuildDiffers(str(tmp_path / "marker"), "fails", delay=3))
+    factory = FirstBuildDiffers(str(tmp_path / "marker"), "fails", delay=3)
+    summary = run_ray_rollout(config, progress=False, engine_factory=factory)
     r = summary["ray"]
     assert r["start_failures"] == 1 and r["workers"] == 3 and r["failed_units"] == []
     assert stored(config) == [q.id for q in QS]
@@ -117,7 +118,8 @@ class BrokenGPU(ScriptedEngine):
 
 def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(ray_instance, tmp_path):
     config = job(tmp_path, unit_size=2)
-    summary = run_ray_rollout(config, progress=False, engine_factory=FirstBuildDiffers(str(tmp_path / "marker"), "broken"))
+    factory = FirstBuildDiffers(str(tmp_path / "marker"), "broken")
+    summary = run_ray_rollout(config, progress=False, engine_factory=factory)
     r = summary["ray"]
     assert r["failed_units"] == [] and summary["failed"] == 0  # no tree stored as failed
     assert stored(config) == [q.id for q in QS]
@@ -128,7 +130,8 @@ def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(r
 
 def test_an_actor_whose_start_hangs_is_killed_and_replaced(ray_instance, tmp_path):
     config = job(tmp_path, unit_size=2, unit_timeout_s=6.0, num_workers=1)  # the hung actor is the only one
-    summary = run_ray_rollout(config, progress=False, engine_factory=FirstBuildDiffers(str(tmp_path / "marker"), "hangs", delay=1))
+    factory = FirstBuildDiffers(str(tmp_path / "marker"), "hangs", delay=1)
+    summary = run_ray_rollout(config, progress=False, engine_factory=factory)
     r = summary["ray"]
     assert r["failed_units"] == [] and stored(config) == [q.id for q in QS]
     [hung] = [w for w in r["per_worker"] if not w["alive"]]

@@ -4,13 +4,13 @@ engine that keeps failing stops the job (local) or its Ray unit, instead of fail
 from __future__ import annotations
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
 from meds3.mcts import EngineFailure, Forest, SearchConfig
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
 from meds3.train.data import iter_trees
-from scripted_engine import ScriptedEngine
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B",
                   task_type="multiple_choice") for i in range(6)]

@@ -12,8 +12,13 @@ import yaml
 
 from meds3.config import ConfigError, from_dict
 from meds3.engines import ModelResolutionError, resolve_model
-from meds3.engines.base import (BACKEND_OPTIONS, TRANSFORMERS_OPTIONS, VLLM_LLM_OPTIONS, VLLM_OWN_OPTIONS,
-                                check_engine_options)
+from meds3.engines.base import (
+    BACKEND_OPTIONS,
+    TRANSFORMERS_OPTIONS,
+    VLLM_LLM_OPTIONS,
+    VLLM_OWN_OPTIONS,
+    check_engine_options,
+)
 from meds3.eval import EvalConfig
 from meds3.evolve import EvolveConfig
 from meds3.rollout import RolloutConfig
