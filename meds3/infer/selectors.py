@@ -5,7 +5,7 @@ Every selector is a pure function ``selector(answers, step_scores) -> Selection`
 its PRM probability per step, **Step 0 (the root) included** as the scorer returns them.
 
 Response score ``r_i = agg(step_scores[i][1:])``: Step 0 is the same root for every
-response, so it is excluded (DESIGN §1.6). ``agg`` is ``min``, ``last``, ``mean`` or ``prod``;
+response, so it is excluded (docs/method.md, Inference). ``agg`` is ``min``, ``last``, ``mean`` or ``prod``;
 a response with no step after the root scores 0.
 
 - ``majority``: ``S(a) = #{i: a_i = a}``.

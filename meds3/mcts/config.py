@@ -8,7 +8,7 @@ from typing import Literal, Optional
 
 @dataclass
 class SearchConfig:
-    """MCTS over reasoning steps (MedS3 §3; DESIGN.md §1). Defaults are the paper's values
+    """MCTS over reasoning steps (MedS3 §3; docs/method.md, Search). Defaults are the paper's values
     unless the comment says otherwise."""
 
     exploration_constant: float = 2.0  # C in V(c) + C*sqrt(ln N(parent) / N(c))
