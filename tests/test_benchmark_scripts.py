@@ -22,17 +22,22 @@ def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.chdir(BENCH.parent)  # the scripts read examples/configs/ relative to the repository
     yield
-    for name in ("bench_utilization", "bench_invariant"):
+    for name in ("bench_utilization", "bench_invariant", "bench_prm"):
         sys.modules.pop(name, None)
 
 
 def test_utilization_benchmark_measures_both_arms(benchmarks):
     import bench_utilization
 
-    row = bench_utilization.measure("transformers", "tiny-random-llama", questions=1)
-    assert row["trees"] == 1 and row["engine_calls"] >= 1 and row["sequences_per_call"] >= 1
-    assert row["search_tokens_per_s"] > 0 and row["engine_tokens_per_s"] > 0 and row["utilization"] > 0
-    assert 0 <= row["prompt_tokens_cached_share"] <= 1
+    from meds3.engines import build_engine
+
+    engine = build_engine("tiny-random-llama", backend="transformers", batch_invariant=True)
+    rows = [bench_utilization.measure(engine, "transformers", 1, schedule) for schedule in ("rounds", "async")]
+    for row in rows:
+        assert row["trees"] == 1 and row["engine_calls"] >= 1 and row["sequences_in_flight"] >= 1
+        assert row["search_tokens_per_s"] > 0 and row["engine_tokens_per_s"] > 0 and row["utilization"] > 0
+        assert 0 <= row["prompt_tokens_cached_share"] <= 1
+    assert rows[0]["_shapes"] == rows[1]["_shapes"]  # batch-invariant: both schedules grow the same tree
 
 
 def test_invariance_benchmark_counts_changed_targets(benchmarks):
@@ -41,3 +46,14 @@ def test_invariance_benchmark_counts_changed_targets(benchmarks):
     rows = [bench_invariant.measure("tiny-random-llama", invariant, mixes=1, seed=0) for invariant in (False, True)]
     assert [r["targets"] for r in rows] == [3, 3] and rows[1]["targets_changed"] == 0
     assert all(r["tokens_per_s"] > 0 for r in rows)
+
+
+def test_prm_benchmark_measures_old_and_new_scorer(benchmarks):
+    import bench_prm
+
+    row = bench_prm.measure("tiny-random-llama", questions=2, responses=2, response_tokens=40, repeats=1)
+    assert row["questions"] == 2 and row["responses_per_question"] == 2
+    assert row["max_abs_score_diff"] <= 1e-5  # the old and new scorer agree
+    assert row["tokens_encoded_new"] < row["tokens_encoded_old"]  # the question encoded once per row
+    assert set(row["s_per_question"]) == {"old", "new", "forward_padded", "forward_packed"}
+    assert all(v > 0 for v in row["s_per_question"].values()) and row["ratio_old_over_new"] > 0
