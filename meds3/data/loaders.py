@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -26,7 +29,63 @@ logger = logging.getLogger(__name__)
 
 FORMAT_ALIASES = {"auto": "auto", "normalized": "meds3", "jsonl": "meds3", "medsss": "meds3_conversations",
                   "meds3-conversations": "meds3_conversations", "head-qa": "headqa", "medmcqa-0": "medmcqa",
-                  "medmcqa-1": "medmcqa"}
+                  "medmcqa-1": "medmcqa", "pubhealth": "healthfact", "health_fact": "healthfact",
+                  "seer": "meds3"}
+
+#: CSV files whose first row is a header naming these columns are read as dicts of that format.
+CSV_HEADERS = {"ddxplus": {"PATHOLOGY", "DIFFERENTIAL_DIAGNOSIS"}}
+
+
+@dataclass
+class TypedLoadReport(LoadReport):
+    """A :class:`LoadReport` that also says which task types the loader inferred.
+
+    ``inferred_task_types`` counts loaded questions whose record stated no task type and
+    whose type was read from the gold (``{"numeric": 3, "yes_no": 1}``); multiple choice
+    from stated options is not counted.
+    """
+
+    inferred_task_types: dict[str, int] = field(default_factory=dict)
+
+    def inferred_summary(self) -> str:
+        """``"inferred task types: numeric 3, span 1"``, or '' when none was inferred."""
+        if not self.inferred_task_types:
+            return ""
+        return "inferred task types: " + ", ".join(f"{k} {v}" for k, v in sorted(self.inferred_task_types.items()))
+
+
+def _header_rows(records: list[RawRecord]) -> list[RawRecord] | None:
+    """CSV rows as dicts keyed by the header row when that header is a known format's, else None."""
+    first = next((r for r in records if r.error is None), None)
+    if first is None or not isinstance(first.value, list):
+        return None
+    header = [str(c).strip() for c in first.value]
+    if not any(cols <= set(header) for cols in CSV_HEADERS.values()):
+        return None
+    rows = []
+    for r in records:
+        if r is first:
+            continue
+        if r.error is not None or not isinstance(r.value, list):
+            rows.append(r)
+        elif len(r.value) != len(header):
+            rows.append(RawRecord(r.where, error=f"has {len(r.value)} columns but the header has {len(header)}"))
+        else:
+            rows.append(RawRecord(r.where, value=dict(zip(header, r.value)), context=r.context))
+    return rows
+
+
+def _check_numeric_tolerance(value: Any) -> None:
+    """ValueError unless ``value`` is None, a finite number >= 0, or a dict of numeric verifier settings."""
+    if value is None:
+        return
+    if isinstance(value, dict):
+        unknown = set(value) - {"tolerance", "abs_tolerance", "range"}
+        if unknown:
+            raise ValueError(f"numeric_tolerance keys must be tolerance, abs_tolerance or range, got {sorted(unknown)}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"numeric_tolerance must be None, a finite number >= 0 or a dict, got {value!r}")
 
 
 def _document_records(path: Path, doc: Any) -> Iterator[RawRecord]:
@@ -90,7 +149,7 @@ def known_formats() -> list[str]:
 
 
 def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str = "raise",
-                   source: str | None = None) -> QuestionList:
+                   source: str | None = None, numeric_tolerance: Any = None) -> QuestionList:
     """Load every question of a data file.
 
     Args:
@@ -101,9 +160,15 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
         on_error: ``"raise"`` stops at the first malformed record; ``"skip"`` loads the valid
             records and logs and returns what was skipped (``result.report``).
         source: dataset name stored on each question (default: from the record or file).
+        numeric_tolerance: tolerance given to questions inferred ``numeric`` (a plain-number gold
+            with no ``task_type``) whose record states none: ``None`` (default) is half a unit
+            in the gold's last stated digit (``"24.2"`` -> ±0.05); a number is a fixed absolute
+            tolerance; a dict (``{"tolerance": 0.01}``) is stored as the verifier settings.
+            Which task types were inferred is in ``result.report.inferred_task_types``.
 
     Returns:
-        A :class:`QuestionList` (a ``list[MedQuestion]`` with ``.report``).
+        A :class:`QuestionList` (a ``list[MedQuestion]`` with ``.report``, a
+        :class:`TypedLoadReport`).
 
     Raises:
         DataError: naming file, line/record and field, for a malformed record (with
@@ -115,6 +180,7 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    _check_numeric_tolerance(numeric_tolerance)
     path = Path(path)
     requested = format
     fmt = FORMAT_ALIASES.get(format, format)
@@ -122,6 +188,10 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
         raise ValueError(f"unknown format {format!r}; known: {', '.join(known_formats())}")
     container = "csv" if fmt == "mmlu" else None
     container, records = read_records(path, container)
+    if container == "csv" and fmt != "mmlu":
+        rows = _header_rows(records)
+        if rows is not None:
+            records = rows
     if fmt == "auto":
         first = next((r.value for r in records if r.error is None), None)
         fmt = detect_format(first) if first is not None else None
@@ -132,11 +202,12 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
             keys = sorted(first) if isinstance(first, dict) else type(first).__name__
             raise DataError(str(path), None, f"cannot detect the format (first record: {keys}); "
                                              f"pass format= one of {', '.join(sorted(FORMATS))}")
-    ctx_base = {"stem": path.stem, "source": source}
+    ctx_base = {"stem": path.stem, "source": source, "numeric_tolerance": numeric_tolerance}
     if fmt == "medmcqa":
         ctx_base["cop_base"] = _medmcqa_cop_base(records, requested)
     convert = FORMATS[fmt].convert
-    report = LoadReport(str(path), fmt)
+    report = TypedLoadReport(str(path), fmt)
+    inferred: Counter[str] = Counter()
     questions: list[MedQuestion] = []
     seen: dict[str, str] = {}
 
@@ -153,7 +224,8 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
             fail(raw.where, None, f"expected a JSON object, got {type(raw.value).__name__}")
             continue
         try:
-            q = convert(raw.value, index, {**ctx_base, **raw.context})
+            ctx = {**ctx_base, **raw.context}
+            q = convert(raw.value, index, ctx)
             validate_question(q)
         except FieldError as exc:
             fail(raw.where, exc.field, str(exc))
@@ -170,7 +242,10 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
             continue
         seen[q.id] = raw.where
         questions.append(q)
+        if ctx.get("inferred_task_type"):
+            inferred[ctx["inferred_task_type"]] += 1
     report.loaded = len(questions)
+    report.inferred_task_types = dict(sorted(inferred.items()))
     if report.skipped:
         logger.warning("%s", report.summary())
     return QuestionList(questions, report)
