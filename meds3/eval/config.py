@@ -19,7 +19,8 @@ class EvalConfig:
     """A benchmark evaluation: datasets, policy, optional PRM, N, selectors, budgets.
 
     Attributes:
-        datasets: benchmark files (any format :func:`meds3.data.load_questions` reads).
+        datasets: benchmark files (any format :func:`meds3.data.load_questions` reads); the
+            default is what ``meds3 data fetch medqa`` writes (docs/data.md).
         dataset_format: loader format of those files.
         limit: first N questions of each file (None: all).
         model: policy model (path, embedded alias or Hugging Face id).
@@ -44,7 +45,7 @@ class EvalConfig:
             response files and scores with the PRM. The same keys as a rollout's ``ray``.
     """
 
-    datasets: list[str] = field(default_factory=lambda: ["../shared/data/eval/medqa_4opt_test.jsonl"])
+    datasets: list[str] = field(default_factory=lambda: ["data/eval/medqa.jsonl"])
     dataset_format: str = "auto"
     limit: Optional[int] = None
     model: str = "smollm2-135m-instruct"
