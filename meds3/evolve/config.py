@@ -21,6 +21,28 @@ LOOP_FIELDS = {
 
 
 @dataclass
+class ContaminationConfig:
+    """The check, before any search, that no seed question of the rollout pool duplicates an
+    evaluation question (``meds3 data overlap``; docs/data.md, "Contamination check")."""
+
+    check: bool = True  # run it (off: the pool is searched as split)
+    # Extra files to check the pool against, besides what the loop evaluates on (eval_datasets
+    # and the held-out split, always checked).
+    against: list[str] = field(default_factory=list)
+    # drop (default): search without them, recorded in contamination.json (nothing is lost: a
+    # dropped question is named there); refuse: stop, naming the ids
+    action: Literal["refuse", "drop"] = "drop"
+    threshold: float = 0.5  # n-gram overlap coefficient of a near duplicate (above 1: exact duplicates only)
+    ngram: int = 5  # word n-gram size of the near-duplicate check
+
+    def __post_init__(self) -> None:
+        if self.ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {self.ngram}")
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {self.threshold}")
+
+
+@dataclass
 class EvolveConfig:
     """MedS3 self-evolution: for k = 1..K, rollout with policy k -> train policy k+1 and
     PRM k+1 on the trees so far -> evaluate; every stage in its own resumable directory.
@@ -55,6 +77,7 @@ class EvolveConfig:
     policy: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    contamination: ContaminationConfig = field(default_factory=ContaminationConfig)
 
     def __post_init__(self) -> None:
         from meds3.config import check_output_dir

@@ -3,6 +3,7 @@
 Directory layout under ``output_dir``::
 
     held_out.jsonl            seed questions kept out of every rollout (evaluated each iteration)
+    contamination.json        the contamination check of the rollout pool (pairs, dropped ids)
     config.yaml               the loop's config
     iter0/eval/               the base policy, evaluated with PRM 1 (when eval_base)
     iter<k>/questions.jsonl   the seed questions iteration k searches
@@ -22,6 +23,12 @@ records its stage's fingerprint (its settings, and the fingerprints of the stage
 a finished stage with other settings is refused, naming the keys. ``force`` starts what
 differs afresh: the mismatching stage and, through the fingerprints, every stage after it
 (the whole loop for a new split); old outputs are moved to ``superseded-<time>/`` folders.
+
+Contamination check (``contamination`` section): before any search the rollout pool is
+compared with every evaluation question (held-out split, ``eval_datasets``, extra files);
+overlapping pool questions stop the run (``refuse``) or are left out of the pool (``drop``).
+``split.json`` records the split before the drop; the check is deterministic, so a rerun
+drops the same questions, and a changed drop shows in the rollout fingerprints (their ids).
 """
 
 from __future__ import annotations
@@ -133,6 +140,7 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
     out.mkdir(parents=True, exist_ok=True)
     pool, held_out = split_seeds(config)
     check_split(out, pool, held_out, force)
+    pool, contamination = screen_pool(config, out, pool, held_out)
     for manifest in sorted(out.glob("iter*/*/manifest.json")):
         read_manifest(manifest.parent)  # why: a damaged manifest fails now, not after hours of earlier stages
     save_config(config, out / "config.yaml")
@@ -206,7 +214,75 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
         raise
     engines.close()
     stages += [r for _, r in evals]
-    return write_report(out, evals, stages)
+    report = write_report(out, evals, stages)
+    if contamination is not None:
+        from meds3.io import atomic_write_json
+
+        report["contamination"] = contamination
+        atomic_write_json(out / "report.json", report)
+    return report
+
+
+CONTAMINATION = "contamination.json"
+
+
+def screen_pool(config: EvolveConfig, out: Path, pool: list[MedQuestion],
+                held_out: list[MedQuestion]) -> tuple[list[MedQuestion], Optional[dict[str, Any]]]:
+    """The contamination check of the rollout pool against every evaluation question: the
+    held-out split, ``eval_datasets`` and ``contamination.against``. Writes
+    ``out/contamination.json`` (settings, dropped ids, every pair) when it runs.
+
+    Returns:
+        ``(pool, summary)``: the pool without the overlapping questions under ``drop`` (the
+        pool as given otherwise), and what ``contamination.json`` holds but the pairs
+        (``None`` when the check is off).
+
+    Raises:
+        ConfigError: overlapping pool questions under ``refuse`` (the first ids named, with how to
+            drop them), or a ``drop`` that leaves no question to search.
+        DataError: an unreadable evaluation file.
+    """
+    from meds3.config import ConfigError
+    from meds3.data.loaders import load_questions
+    from meds3.data.overlap import find_overlaps
+    from meds3.io import atomic_write_json
+
+    cfg = config.contamination
+    if not cfg.check:
+        return pool, None
+    evals: list[tuple[str, list[MedQuestion]]] = []
+    if held_out:
+        evals.append((str(out / "held_out.jsonl"), list(held_out)))
+    for i, path in enumerate(cfg.against):
+        if not Path(path).is_file():
+            raise ConfigError(f"contamination.against[{i}]: {path} does not exist")
+    for path in dict.fromkeys([*config.eval_datasets, *cfg.against]):
+        fmt = config.eval.dataset_format if path in config.eval_datasets else "auto"
+        evals.append((str(path), list(load_questions(path, format=fmt))))
+    report = find_overlaps([("seed pool", pool)], evals, ngram=cfg.ngram, threshold=cfg.threshold)
+    flagged = report.seed_ids()
+    dropped = flagged if cfg.action == "drop" else []
+    summary = {"action": cfg.action, "ngram": cfg.ngram, "threshold": cfg.threshold, "pool": len(pool),
+               "flagged": len(flagged), "dropped": dropped, "by_eval_file": report.by_eval_file()}
+    atomic_write_json(out / CONTAMINATION, {**summary, "pairs": [p.to_dict() for p in report.pairs]})
+    if not flagged:
+        return pool, summary
+    first = ", ".join(f"{p.seed_id} ({p.kind} {p.score:.2f} of {p.eval_file}:{p.eval_id})" for p in report.pairs[:5])
+    if cfg.action == "refuse":
+        raise ConfigError(f"contamination: {len(flagged)} seed question(s) of the rollout pool duplicate evaluation "
+                          f"questions, e.g. {first}; every pair is in {out / CONTAMINATION}. Remove them from the "
+                          "seeds, or set contamination.action=drop to search without them")
+    gone = set(dropped)
+    kept = [q for q in pool if q.id not in gone]
+    if not kept:
+        raise ConfigError(f"contamination: every one of the {len(pool)} pool questions duplicates an evaluation "
+                          f"question (e.g. {first}); nothing is left to search")
+    logger.warning("contamination: dropped %d of %d pool question(s) that duplicate evaluation questions, e.g. %s "
+                   "(all in %s)", len(dropped), len(pool), first, out / CONTAMINATION)
+    if len(kept) < config.questions_per_iteration:
+        logger.warning("questions_per_iteration: after the drop the pool holds %d questions (< %d): the pool "
+                       "wraps around", len(kept), config.questions_per_iteration)
+    return kept, summary
 
 
 def _train(trainer, cfg, progress: bool, fallback_adapter: Optional[str], engines: "_Engines") -> dict[str, Any]:
