@@ -129,12 +129,16 @@ def main() -> None:
     parser.add_argument("--schedules", nargs="+", default=["rounds", "async"], choices=["rounds", "async"])
     parser.add_argument("--batch-invariant", action="store_true",
                         help="transformers: batch-invariant generation (then both schedules grow identical trees)")
+    parser.add_argument("--admit-wait", type=int, default=None,
+                        help="transformers: engine admit_wait (decode steps queued prompts may wait)")
     parser.add_argument("--questions", type=int, default=4)
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     rows = []
     for backend in args.backends:
         options = {"enforce_eager": True} if backend == "vllm" else {"batch_invariant": args.batch_invariant}
+        if backend == "transformers" and args.admit_wait is not None:
+            options["admit_wait"] = args.admit_wait
         engine = build_engine(args.model, backend=backend, **options)
         arms = [measure(engine, backend, args.questions, schedule) for schedule in args.schedules]
         engine.close()

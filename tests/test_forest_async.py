@@ -137,20 +137,21 @@ def test_unknown_schedule_is_refused():
         Forest(ScriptedEngine(), schedule="eager")
 
 
-def _tiny_invariant_engine():
+def _tiny_invariant_engine(admit_wait=0):
     from meds3.engines import ModelResolutionError, build_engine
 
     try:
-        return build_engine("tiny-random-llama", backend="transformers", batch_invariant=True)
+        return build_engine("tiny-random-llama", backend="transformers", batch_invariant=True, admit_wait=admit_wait)
     except ModelResolutionError as exc:
         pytest.skip(str(exc))
 
 
-@pytest.mark.parametrize("live_trees", [2, 5])
-def test_on_a_real_model_async_and_rounds_grow_the_same_trees(live_trees):
+@pytest.mark.parametrize(("live_trees", "admit_wait"), [(2, 0), (5, 0), (5, 4)])
+def test_on_a_real_model_async_and_rounds_grow_the_same_trees(live_trees, admit_wait):
     """The transformers engine's own stream (requests joining a running batch, rows finishing
-    at different steps) with batch-invariant generation: bit-identical trees."""
-    engine = _tiny_invariant_engine()
+    at different steps, admissions held back by ``admit_wait``) with batch-invariant
+    generation: bit-identical trees."""
+    engine = _tiny_invariant_engine(admit_wait)
     questions = [MedQuestion(id=f"r{i}", question=f"Case {i}: " + "fever " * (2 * i + 1) + "Diagnosis?",
                              options={"A": "flu", "B": "cold"}, answer="A") for i in range(5)]
     config = SearchConfig(max_nodes=5, rollout_budget=2, min_rollouts=2, max_step_tokens=12, max_finish_tokens=14,

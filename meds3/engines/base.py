@@ -190,7 +190,8 @@ def get_backend(name: str) -> type[Engine]:
 #: refused by name, so a typo or an option that changes what code runs never reaches the engine.
 TRANSFORMERS_OPTIONS = frozenset({
     "device", "dtype", "max_batch_size", "kv_cache_mb", "max_prefill_tokens", "prefix_cache_mb",
-    "cache_generated", "share_prefill", "seed", "attn_implementation", "trust_remote_code", "batch_invariant"})
+    "cache_generated", "share_prefill", "seed", "attn_implementation", "trust_remote_code", "batch_invariant",
+    "admit_wait"})
 VLLM_OWN_OPTIONS = frozenset({
     "dtype", "enable_lora", "max_lora_rank", "max_loras", "max_model_len", "gpu_memory_utilization",
     "enforce_eager", "seed", "trust_remote_code", "batch_invariant"})

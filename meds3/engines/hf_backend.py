@@ -104,6 +104,8 @@ class TransformersEngine(Engine):
             neighbours, their number and lengths, rows finishing, a resume): linear layers in
             fixed row tiles, attention per row over its own keys, no prefix store
             (:mod:`meds3.engines.invariant`). Slower; off by default.
+        admit_wait: decode steps queued prompts may wait so that several are admitted together
+            (one prefill and one KV copy for all of them); 0 admits at once.
         trust_remote_code: run Python code shipped in the model's repository (custom model or
             tokenizer classes) when loading it; off by default, since that code runs with this
             process's rights. Passed to both the model and the tokenizer loading.
@@ -115,7 +117,7 @@ class TransformersEngine(Engine):
                  prefix_cache_mb: int = 1024, cache_generated: bool = True,
                  share_prefill: bool = True, seed: int = 0,
                  attn_implementation: str = fast_ops.NAME, trust_remote_code: bool = False,
-                 batch_invariant: bool = False):
+                 batch_invariant: bool = False, admit_wait: int = 0):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -167,6 +169,8 @@ class TransformersEngine(Engine):
         self._adapters: dict[str, str] = {}
         self._active: str | None = None
         self._next_ticket = 0
+        self._waited = 0  # decode steps the queue has waited for admission (_admit_now)
+        self.admit_wait = admit_wait
         self._reset_stream()
 
     # ----------------------------------------------------------------- public
@@ -226,7 +230,7 @@ class TransformersEngine(Engine):
     def _tick(self) -> None:
         """One step of the decode loop: admit queued prompts when they fit, then decode one token."""
         queue, batch, rows, adapter = self._queue, self._batch, self._rows, self._batch_adapter
-        if queue and self._room(rows, batch, queue[0], adapter):
+        if queue and self._room(rows, batch, queue[0], adapter) and self._admit_now(rows):
             if batch is not None and any(r.done for r in rows):
                 batch, rows = self._compact(batch, rows)
             adapter = queue[0].adapter
@@ -245,6 +249,22 @@ class TransformersEngine(Engine):
         logits = self._step(batch, rows)
         self._advance(rows, logits, batch, adapter)
         self._batch, self._rows, self._batch_adapter = batch, rows, adapter
+
+    def _admit_now(self, rows: list[_Row]) -> bool:
+        """Whether to admit queued prompts at this step, or keep decoding a few steps first.
+
+        Admitting costs a prefill forward and a copy of the running batch's KV (``concat``),
+        whatever the number of new rows; a stream submits a tree's few requests at a time, so
+        admitting each at once pays that cost per tree. Prompts wait until the queue holds rows
+        for at least half the live rows, or ``admit_wait`` decode steps have passed, or nothing
+        is decoding."""
+        live = sum(not r.done for r in rows)
+        queued = sum(len(u.rows) for u in self._queue)
+        if live == 0 or queued >= max(1, live // 2) or self._waited >= self.admit_wait:
+            self._waited = 0
+            return True
+        self._waited += 1
+        return False
 
     def _reset_stream(self) -> None:
         """Forget every unfinished request (after an error inside the decode loop)."""

@@ -3,13 +3,14 @@ the model.
 
 Two schedules, the same trees (with a batch-invariant engine, bit for bit):
 
-- ``async`` (default): each tree submits its requests to the engine's stream
+- ``async``: each tree submits its requests to the engine's stream
   (:meth:`Engine.submit`) and advances as soon as its own requests are finished
   (:meth:`Engine.poll`); its next requests join the running batch at once. No tree waits for
   another tree's slow request, so the batch stays full of work that is ready.
 - ``rounds``: every round gathers the pending requests of every live tree (expansions and
   rollouts alike) into one ``Engine.generate`` call; every tree waits for the slowest request
-  of the round. Kept to compare against and for engines without a stream.
+  of the round. The transformers engine already batches continuously inside one call, and
+  measured faster this way on CPU; ``auto`` (the default) picks it there, async elsewhere.
 
 In both, a finished tree is handed to the caller and replaced by the next question.
 """
@@ -145,8 +146,10 @@ class Forest:
             :class:`meds3.train.PRMScorer`; the path's last step score is the node's prior.
         max_engine_failures: consecutive rounds in which every engine call fails (each after
             its retry) before :meth:`run` raises :class:`EngineFailure`.
-        schedule: ``"async"`` (each tree advances when its own requests finish) or
-            ``"rounds"`` (one engine call per round of every tree); see the module docstring.
+        schedule: ``"async"`` (each tree advances when its own requests finish), ``"rounds"``
+            (one engine call per round of every tree), or ``"auto"``: rounds on the transformers
+            engine, async on any other (measured fastest for each, docs/benchmarks.md); see the
+            module docstring.
 
     Raises:
         ValueError: ``live_trees`` or ``max_engine_failures`` < 1, an unknown schedule, or a
@@ -157,11 +160,13 @@ class Forest:
 
     def __init__(self, engine, config: SearchConfig | None = None, prompt_config: PromptConfig | None = None,
                  live_trees: int = 16, adapter: Optional[str] = None, verifier=None, value_model=None,
-                 max_engine_failures: int = 3, schedule: str = "async"):
+                 max_engine_failures: int = 3, schedule: str = "auto"):
         if live_trees < 1:
             raise ValueError(f"live_trees must be >= 1, got {live_trees}")
+        if schedule == "auto":
+            schedule = "rounds" if getattr(engine, "backend", "") == "transformers" else "async"
         if schedule not in self.SCHEDULES:
-            raise ValueError(f"schedule must be one of {self.SCHEDULES}, got {schedule!r}")
+            raise ValueError(f"schedule must be one of {self.SCHEDULES} or 'auto', got {schedule!r}")
         self.schedule = schedule
         if max_engine_failures < 1:
             raise ValueError(f"max_engine_failures must be >= 1, got {max_engine_failures}")
@@ -350,7 +355,8 @@ class Forest:
         waiting = list(flights.values())
         flights.clear()
         owner.clear()
-        generated = self._run_generation([(f.search, f.gen) for f in waiting])
+        # the failed poll was the whole batch's first attempt: one more, then tree by tree
+        generated = self._run_generation([(f.search, f.gen) for f in waiting], whole_attempts=1)
         for flight in waiting:
             if not flight.search.done:
                 flight.outs = list(generated.get(id(flight.search), []))
@@ -495,14 +501,16 @@ class Forest:
         for r, per_question in zip(requests, scores):
             r.prm_score = float(per_question[0][-1])
 
-    def _run_generation(self, batch: list[tuple[TreeSearch, list[SearchRequest]]]) -> dict[int, list]:
-        """Samples of every generation request, by search (``id``), in request order."""
+    def _run_generation(self, batch: list[tuple[TreeSearch, list[SearchRequest]]],
+                        whole_attempts: int = 2) -> dict[int, list]:
+        """Samples of every generation request, by search (``id``), in request order: one call
+        for all (``whole_attempts`` tries), then, if that fails, tree by tree (two tries each)."""
         batch = [(search, reqs) for search, reqs in batch if reqs]
         out: dict[int, list] = {}
         if not batch:
             return out
         flat = [r for _, reqs in batch for r in reqs]
-        results = self._generate(flat)
+        results = self._generate(flat, whole_attempts)
         if results is None:
             # Retry tree by tree so only the trees whose requests fail are lost.
             failed = []
@@ -531,10 +539,10 @@ class Forest:
 
     _last_error = ""
 
-    def _generate(self, reqs: list[SearchRequest]):
-        """Generate with one retry; None if both attempts raise."""
+    def _generate(self, reqs: list[SearchRequest], attempts: int = 2):
+        """Generate with ``attempts - 1`` retries; None if every attempt raises."""
         gen_reqs = [to_generation_request(r, self.adapter) for r in reqs]
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             try:
                 self.stats.engine_calls += 1
                 results = self.engine.generate(gen_reqs)
@@ -547,6 +555,6 @@ class Forest:
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 if is_fatal_engine_error(exc):  # why: a broken engine would fail every tree that follows
                     raise EngineFailure(f"fatal engine error: {self._last_error}") from exc
-                logger.warning("engine call failed (attempt %d of 2): %s", attempt, self._last_error)
-                self.stats.retries += attempt == 1
+                logger.warning("engine call failed (attempt %d of %d): %s", attempt, attempts, self._last_error)
+                self.stats.retries += attempt < attempts
         return None

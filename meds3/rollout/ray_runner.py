@@ -27,7 +27,7 @@ from meds3.locks import locks_output
 from meds3.mcts.node import Tree
 from meds3.rollout.ray_units import RayUnitJob, Unit, WorkerState, connect
 from meds3.rollout.ray_worker import EngineFactory, RolloutWorker
-from meds3.rollout.runner import RolloutConfig, close_job, open_job
+from meds3.rollout.runner import RolloutConfig, close_job, forest_schedule, open_job
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RayRolloutJob(RayUnitJob):
 
     def actor_concurrency(self) -> int:
         # async: the actor's forest runs every queued unit at once (ray_worker.py); +2 for info/close
-        return self.ray_config.units_in_flight + 2 if self.config.schedule == "async" else 1
+        return self.ray_config.units_in_flight + 2 if forest_schedule(self.config) == "async" else 1
 
     def shipment(self):
         from meds3.rollout.shipping import Shipment

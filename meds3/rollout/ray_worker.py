@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from meds3.data.question import MedQuestion
 from meds3.mcts.forest import EngineFailure, Feed
 from meds3.rollout.ray_units import EngineActor, default_engine_factory
-from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model
+from meds3.rollout.runner import RolloutConfig, build_forest, build_value_model, forest_schedule
 from meds3.rollout.shipping import Shipment
 
 EngineFactory = Callable[[RolloutConfig], Any]
@@ -53,7 +53,7 @@ class RolloutWorker(EngineActor):
         """
         if self.broken:
             raise EngineFailure(f"worker {self.worker_id}: engine broken in an earlier unit: {self.broken}")
-        if self.config.schedule == "async":
+        if forest_schedule(self.config) == "async":
             return self._stream_unit(unit_id, questions)
         c = self.config
         forest = build_forest(c, self.engine, self.value_model)

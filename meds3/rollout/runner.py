@@ -38,10 +38,11 @@ class RolloutConfig:
     prm: Optional[str] = None  # PRM directory scoring new steps when search.prm_prior_weight > 0
     max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     live_trees: int = 16  # trees searched at once; their requests share each engine call
-    # "async": each tree advances when its own requests finish (the engine's stream);
-    # "rounds": one engine call per round of every tree. The same trees either way with a
-    # batch-invariant engine (meds3/mcts/forest.py).
-    schedule: str = "async"
+    # "async": each tree advances when its own requests finish (the engine's stream; Ray actors
+    # then stream their units through one forest); "rounds": one engine call per round of every
+    # tree; "auto": async on vLLM, rounds on transformers (measured fastest for each,
+    # docs/benchmarks.md). The same trees either way with a batch-invariant engine.
+    schedule: str = "auto"
     flush_every: int = 8  # trees per shard write
     max_tree_attempts: int = 3  # trees stored per question before a failed one is not searched again
     max_engine_failures: int = 3  # consecutive rounds without a successful engine call before the job stops
@@ -63,8 +64,8 @@ class RolloutConfig:
             raise ValueError("max_tree_attempts and max_engine_failures must be >= 1")
         if self.live_trees < 1 or self.flush_every < 1:
             raise ValueError("live_trees and flush_every must be >= 1")
-        if self.schedule not in Forest.SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(Forest.SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule not in ("auto", *Forest.SCHEDULES):
+            raise ValueError(f"schedule must be one of auto, {', '.join(Forest.SCHEDULES)}, got {self.schedule!r}")
         self.engine_options()  # a search whose requests cannot fit engine.max_model_len fails at load
 
     def engine_options(self) -> dict[str, Any]:
@@ -98,7 +99,18 @@ def build_forest(config: RolloutConfig, engine, value_model=None) -> Forest:
     """The forest of a rollout job (local runner and Ray actors alike)."""
     return Forest(engine, config.search, config.prompt, live_trees=config.live_trees, adapter=config.adapter,
                   value_model=value_model if value_model is not None else build_value_model(config),
-                  max_engine_failures=config.max_engine_failures, schedule=config.schedule)
+                  max_engine_failures=config.max_engine_failures, schedule=forest_schedule(config))
+
+
+def forest_schedule(config: RolloutConfig) -> str:
+    """The forest schedule of a job: ``config.schedule``, with ``auto`` resolved by backend. On
+    this repository's CPU measurements (docs/benchmarks.md, "Search utilization") the round
+    schedule was faster with the transformers engine (its decode loop already batches
+    continuously inside a call, and each admission into a running batch copies the batch's KV)
+    and the async one with vLLM (paged KV: joining a running batch is free)."""
+    if config.schedule != "auto":
+        return config.schedule
+    return "async" if config.backend == "vllm" else "rounds"
 
 
 def rollout_fingerprint(config: RolloutConfig) -> dict[str, Any]:

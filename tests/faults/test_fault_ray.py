@@ -23,11 +23,11 @@ QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B":
       for i in range(6)]
 
 
-def job(tmp_path, **ray_kw):
+def job(tmp_path, schedule="auto", **ray_kw):
     seeds = tmp_path / "seeds.jsonl"
     save_questions(seeds, QS)
     return RolloutConfig(seeds=[str(seeds)], output_dir=str(tmp_path / "out"), live_trees=2, flush_every=1,
-                         search=SearchConfig(max_nodes=6), ray=RayConfig(enabled=True, **ray_kw))
+                         search=SearchConfig(max_nodes=6), ray=RayConfig(enabled=True, **ray_kw), schedule=schedule)
 
 
 def stored(config):
@@ -47,8 +47,11 @@ def hanging(config):
     return HangingEngine()
 
 
-def test_a_hung_engine_is_timed_out_its_actor_replaced_and_its_question_isolated(ray_instance, tmp_path):
-    config = job(tmp_path, unit_size=2, max_unit_retries=0, unit_timeout_s=4.0, max_worker_replacements=4)
+@pytest.mark.parametrize("schedule", ["rounds", "async"])
+def test_a_hung_engine_is_timed_out_its_actor_replaced_and_its_question_isolated(ray_instance, tmp_path, schedule):
+    """Rounds: an actor runs its units in order. Async: a streaming actor's units share one forest,
+    so a hang stalls both; either way the poison question ends up alone and failed."""
+    config = job(tmp_path, schedule, unit_size=2, max_unit_retries=0, unit_timeout_s=4.0, max_worker_replacements=4)
     summary = run_ray_rollout(config, progress=False, engine_factory=hanging)
     r = summary["ray"]
     [failed] = r["failed_units"]
@@ -116,8 +119,9 @@ class BrokenGPU(ScriptedEngine):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
-def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(ray_instance, tmp_path):
-    config = job(tmp_path, unit_size=2)
+@pytest.mark.parametrize("schedule", ["rounds", "async"])
+def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(ray_instance, tmp_path, schedule):
+    config = job(tmp_path, schedule, unit_size=2)
     factory = FirstBuildDiffers(str(tmp_path / "marker"), "broken")
     summary = run_ray_rollout(config, progress=False, engine_factory=factory)
     r = summary["ray"]
