@@ -7,18 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_paths import model_path
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture
 def benchmarks(monkeypatch):
-    from meds3.engines import ModelResolutionError, resolve_model
 
-    try:
-        resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    model_path()
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.chdir(BENCH.parent)  # the scripts read examples/configs/ relative to the repository
     yield

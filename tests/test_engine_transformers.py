@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_paths import model_path
 
-from meds3.engines import GenerationRequest, ModelResolutionError, SamplingParams, build_engine
+from meds3.engines import GenerationRequest, SamplingParams, build_engine
 from meds3.engines.kv import PrefixStore
-from meds3.engines.models import resolve_model
 from meds3.engines.sampling import StopChecker, sample_tokens
 
 PROMPTS = ["Hello there", "The patient is a 45-year-old man with chest pain and", "Step 1:",
@@ -16,10 +16,7 @@ PROMPTS = ["Hello there", "The patient is a 45-year-old man with chest pain and"
 
 @pytest.fixture(scope="module")
 def tiny_path():
-    try:
-        return resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    return model_path("tiny-random-llama")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from model_paths import model_path
 
 from meds3.cli import main
 from meds3.config import ConfigError, load_config
@@ -151,12 +152,8 @@ def test_config_errors_name_the_key(bench):
 
 @pytest.mark.slow
 def test_cli_end_to_end_on_tiny_model(bench, tmp_path, capsys):
-    from meds3.engines import ModelResolutionError, resolve_model
 
-    try:
-        resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    model_path()
     out = tmp_path / "tiny"
     args = ["eval", "--config", "examples/configs/eval_tiny.yaml", f"datasets=[{bench}]", f"output_dir={out}",
             "--no-progress"]

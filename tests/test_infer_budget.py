@@ -4,6 +4,7 @@ same path on ``tiny-random-llama`` with both engines."""
 from __future__ import annotations
 
 import pytest
+from model_paths import model_path
 
 from meds3.engines.types import GenerationResult, Sample, SamplingParams
 from meds3.infer.budget import BudgetConfig, cut_to_text, generate_with_budget
@@ -157,12 +158,9 @@ BACKENDS = ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)]
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def tiny_engine(request):
-    from meds3.engines import ModelResolutionError, build_engine, resolve_model
+    from meds3.engines import build_engine
 
-    try:
-        path = resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    path = model_path("tiny-random-llama")
     if request.param == "vllm":
         pytest.importorskip("vllm", reason="vllm not installed")
         eng = build_engine(path, backend="vllm", dtype="float32", enforce_eager=True, gpu_memory_utilization=0.3,

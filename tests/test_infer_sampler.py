@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from model_paths import model_path
 from scripted_engine import ScriptedEngine
 
 from meds3.data.prompts import ROOT_STEP
@@ -89,12 +90,9 @@ def test_answer_without_prm_falls_back_to_majority():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from meds3.engines import ModelResolutionError, build_engine, resolve_model
+    from meds3.engines import build_engine
 
-    try:
-        eng = build_engine(resolve_model("tiny-random-llama"), prefix_cache_mb=64)
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    eng = build_engine(model_path("tiny-random-llama"), prefix_cache_mb=64)
     yield eng
     eng.close()
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from model_paths import model_path
 from train_trees import question, write_trees
 
 from meds3.data.prompts import ROOT_STEP
-from meds3.engines import ModelResolutionError, resolve_model
+from meds3.engines import resolve_model
 from meds3.train import PRMScorer, PRMTrainConfig, fit_prm
 from meds3.train.labels import tokenize_trajectory
 from meds3.train.scorer import pack_prefix_tree
@@ -36,10 +37,7 @@ RESPONSES = [  # one question's responses: lengths 2 to 8 steps, two sharing thr
 
 @pytest.fixture(scope="module")
 def prm(tmp_path_factory):
-    try:
-        resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    model_path()
     root = tmp_path_factory.mktemp("prm_speed")
     write_trees(root / "rollout", n_questions=2)
     config = PRMTrainConfig(trees=[str(root / "rollout")], base_model="tiny-random-llama",

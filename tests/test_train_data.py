@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from model_paths import model_path
 from train_trees import make_tree, write_trees
 
 from meds3.config import ConfigError, load_config
 from meds3.data.errors import DataError
 from meds3.data.prompts import ROOT_STEP
-from meds3.engines import ModelResolutionError, resolve_model
 from meds3.train import (
     IGNORE_INDEX,
     PolicyTrainConfig,
@@ -89,10 +89,7 @@ def test_bad_tree_inputs_name_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def tok():
-    try:
-        return load_tokenizer(resolve_model("tiny-random-llama"))
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    return load_tokenizer(model_path("tiny-random-llama"))
 
 
 def test_sft_dataset_masks_the_prompt(tok):

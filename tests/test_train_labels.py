@@ -4,10 +4,10 @@ tokenizer (the SmolLM2 tokenizer)."""
 from __future__ import annotations
 
 import pytest
+from model_paths import model_path
 from train_trees import question
 
 from meds3.data.prompts import ROOT_STEP, PromptConfig
-from meds3.engines import ModelResolutionError, resolve_model
 from meds3.train.common import load_tokenizer
 from meds3.train.labels import (
     IGNORE_INDEX,
@@ -25,10 +25,7 @@ STEPS = [ROOT_STEP, "BMI = 70 / 1.75² ≈ 22.9 kg/m²", "The answer is B."]
 
 @pytest.fixture(scope="module")
 def tok():
-    try:
-        return load_tokenizer(resolve_model("tiny-random-llama"))
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    return load_tokenizer(model_path("tiny-random-llama"))
 
 
 def test_render_trajectory_spans():

@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from model_paths import model_path
 from train_trees import question, write_trees
 
 from meds3.config import load_config
-from meds3.engines import GenerationRequest, ModelResolutionError, SamplingParams, build_engine, resolve_model
+from meds3.engines import GenerationRequest, SamplingParams, build_engine, resolve_model
 from meds3.train import PolicyTrainConfig, fit_policy
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    try:
-        resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    model_path()
     root = tmp_path_factory.mktemp("policy")
     write_trees(root / "rollout", n_questions=2)
     config = PolicyTrainConfig(trees=[str(root / "rollout")], base_model="tiny-random-llama",
@@ -114,10 +112,7 @@ def test_vllm_serves_the_adapter(trained):
 def test_cli_train_policy(tmp_path, capsys):
     from meds3.cli import main
 
-    try:
-        resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    model_path()
     write_trees(tmp_path / "rollout", n_questions=1)
     out = tmp_path / "cli"
     assert main(["train", "policy", "--trees", str(tmp_path / "rollout"), "--base", "tiny-random-llama",

@@ -7,10 +7,10 @@ import json
 import math
 
 import pytest
+from model_paths import model_path
 from train_trees import question, write_trees
 
 from meds3.data.prompts import ROOT_STEP
-from meds3.engines import ModelResolutionError, resolve_model
 from meds3.train import IGNORE_INDEX, PRMScorer, PRMTrainConfig, fit_prm, prm_loss
 from meds3.train.prm import collate_prm
 
@@ -52,10 +52,7 @@ def test_collate_pads_right():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    try:
-        resolve_model("tiny-random-llama")
-    except ModelResolutionError as exc:
-        pytest.skip(str(exc))
+    model_path()
     root = tmp_path_factory.mktemp("prm")
     write_trees(root / "rollout", n_questions=2)
     config = PRMTrainConfig(trees=[str(root / "rollout")], base_model="tiny-random-llama",
