@@ -125,7 +125,7 @@ def test_runtime_env_is_a_valid_ray_runtime_env_shipping_the_repository():
 def test_the_upload_keeps_code_configs_and_user_files_and_fits_rays_limit():
     for rel in ["meds3/__init__.py", "meds3/__main__.py", *(c for c, _ in JOBS.values())]:
         assert not upload_excluded(rel), rel
-    for rel in ["seed_data/mix.jsonl", "data/eval/medqa_4opt_test.jsonl"]:
+    for rel in ["seed_data/mix.jsonl", "data/eval/medqa.jsonl"]:
         assert not upload_excluded(rel), rel
     assert upload_excluded(".venv/bin/python") and upload_excluded("runs/evolve/report.md")
     size = 0
