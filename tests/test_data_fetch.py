@@ -95,6 +95,11 @@ EXPECTED = {
     "medxpertqa_text": ("medxpertqa_Text-0", "C", "multiple_choice", 10),
     "pubmedqa_seed": ("pubmedqa_16418930", "B", "multiple_choice", 3),
     "headqa_en_dev": ("headqa_en_Cuaderno_2015_1_B_1", "D", "multiple_choice", 4),
+    "medqa_train": ("medqa_train_0", "D", "multiple_choice", 4),
+    "medmcqa_train": ("45258d3d-b974-44dd-a161-c3fccbdadd88", "A", "multiple_choice", 4),
+    "pubmedqa_artificial": ("pubmedqa_21645374", "A", "multiple_choice", 3),
+    "biomrc_train": ("biomrc_train_0", "B", "multiple_choice", 2),
+    "healthfact_train": ("15661", "B", "multiple_choice", 4),
 }
 
 

@@ -432,6 +432,25 @@ for _s in (
            "MIT repository (aghie/head-qa); exam content (c) Ministerio de Sanidad, reuse conditions in its README",
            1366, "dev", repo="claudiaqw/head-qa-afi", revision="9a8c0b3be470a1d3a271dac15e9b0ef400e70d75",
            paths=("data/HEAD_EN/dev_HEAD_EN.json",), normalizer=formats.headqa, reader=_headqa_exams),
+    # ---- seed questions for the paper-like mix (seed_data/mix_paper.yaml): training splits only
+    Source("medqa_train", "seed", "hf", "MedQA-USMLE 4 options", "MIT (jind11/MedQA)", 10178, "train",
+           repo="GBaker/MedQA-USMLE-4-options", paths=("*{split}*.jsonl", "*{split}*.parquet"), normalizer=hf_medqa,
+           note="the official training split (disjoint from 'medqa', the test split)"),
+    Source("medmcqa_train", "seed", "hf", "MedMCQA", "MIT (medmcqa/medmcqa); Hub card: apache-2.0", 182822, "train",
+           repo="openlifescienceai/medmcqa", paths=("data/{split}-*",), normalizer=formats.medmcqa,
+           ctx={"cop_base": 0}, note="the training split (disjoint from 'medmcqa', the validation split)"),
+    Source("pubmedqa_artificial", "seed", "hf", "PubMedQA PQA-A", "MIT", 211269, "train", repo="qiaojin/PubMedQA",
+           configs=("pqa_artificial",), paths=("{config}/{split}-*",), normalizer=hf_pubmedqa,
+           note="automatically generated yes/no questions, not the expert-labelled PQA-L items; size approximate"),
+    Source("biomrc_train", "seed", "hf", "BioMRC (small B)", "not stated on the Hub card; see the BioMRC paper",
+           87000, "train", repo="biomrc", configs=("biomrc_small_B",), revision="refs/convert/parquet",
+           paths=("{config}/{split}/*",), normalizer=by_format("biomrc", biomrc),
+           note="the training split (disjoint from 'biomrc', the test split); size approximate"),
+    Source("healthfact_train", "seed", "hf", "PUBHEALTH (health_fact)", "MIT", 9800, "train",
+           repo="ImperialCollegeLondon/health_fact", revision="refs/convert/parquet",
+           paths=("default/{split}/*",), normalizer=by_format("healthfact", health_fact),
+           keep=lambda r: r.get("label", -1) != -1,
+           note="the labelled training claims (disjoint from 'healthfact', the test split); size approximate"),
 ):
     register_source(_s)
 

@@ -43,6 +43,11 @@ class EvalConfig:
         ray: generate on Ray actors (``ray.enabled``), one engine each, ``ray.unit_size``
             questions of one dataset and run per work unit; the driver alone writes the
             response files and scores with the PRM. The same keys as a rollout's ``ray``.
+        paper_columns: column order of ``paper_report.*`` (:mod:`meds3.eval.paper`): dataset names
+            and/or presets ``meds3``, ``m1``, ``paper`` (empty, the default: ``paper``, MedS3's
+            sets then m1's); datasets not named follow alphabetically.
+        paper_reference: YAML of published rows shown quoted in ``paper_report.*``
+            (e.g. ``examples/configs/reference/m1_table1.yaml``); None: none.
     """
 
     datasets: list[str] = field(default_factory=lambda: ["data/eval/medqa.jsonl"])
@@ -69,6 +74,8 @@ class EvalConfig:
     max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     output_dir: str = "runs/eval"
     ray: RayConfig = field(default_factory=lambda: RayConfig(unit_size=16))
+    paper_columns: list[str] = field(default_factory=list)
+    paper_reference: Optional[str] = None
 
     def __post_init__(self) -> None:
         from meds3.config import check_finite, check_output_dir

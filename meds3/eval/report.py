@@ -133,6 +133,15 @@ def write_tables(out: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(out / "results.md", markdown_table(summary["results"]))
 
 
+def write_paper(out: Path, rows: Sequence[dict], column_order: Any = None, reference: Any = None,
+                policy: Optional[str] = None) -> dict[str, Any]:
+    """The paper-style report ``paper_report.{md,csv,json,png}`` of the main rows
+    (:func:`meds3.eval.paper.write_paper_report`); ``policy`` labels its computed rows."""
+    from meds3.eval.paper import write_paper_report
+
+    return write_paper_report(out, [{**r, "policy": policy} if policy else r for r in rows], column_order, reference)
+
+
 def write_plots(out: Path, rows: Sequence[dict], vs_n: Sequence[dict]) -> None:
     """``accuracy_vs_n.png`` and ``accuracy_vs_budget.png``, one panel per dataset."""
     try:

@@ -6,6 +6,7 @@ Output directory:
   for a maximum thinking budget. PRM step scores are written into the responses once computed.
 - ``results.json`` / ``results.csv`` / ``results.md``: accuracy per dataset, budget and
   selector; ``accuracy_vs_n.png``, ``accuracy_vs_budget.png``; ``config.yaml``.
+- ``paper_report.{md,csv,json,png}``: the paper-style table (:mod:`meds3.eval.paper`).
 
 A rerun generates only questions missing from the response files. ``rescore=True`` never
 generates: it scores missing PRM step scores (when a PRM is given) and recomputes every table.
@@ -29,7 +30,7 @@ from meds3.data.loaders import load_questions
 from meds3.data.question import MedQuestion
 from meds3.eval.config import EvalConfig
 from meds3.eval.mcts_eval import mcts_rows, run_mcts
-from meds3.eval.report import accuracy_rows, write_plots, write_tables
+from meds3.eval.report import accuracy_rows, write_paper, write_plots, write_tables
 from meds3.infer.api import load_scorer, score_many
 from meds3.infer.sampler import Response, SamplerConfig, sample_responses
 from meds3.io import append_lines, atomic_open, drop_torn_tail, remove_stale_temps
@@ -369,4 +370,5 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
         summary["ray"] = ray_summary
     write_tables(out, summary)
     write_plots(out, rows, vs_n)
+    write_paper(out, rows, config.paper_columns, config.paper_reference, config.adapter or config.model)
     return summary

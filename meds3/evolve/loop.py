@@ -214,7 +214,7 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
         raise
     engines.close()
     stages += [r for _, r in evals]
-    report = write_report(out, evals, stages)
+    report = write_report(out, evals, stages, config.eval.paper_columns, config.eval.paper_reference)
     if contamination is not None:
         from meds3.io import atomic_write_json
 

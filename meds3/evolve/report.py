@@ -19,6 +19,15 @@ def eval_rows(policy: str, result: StageResult) -> list[dict[str, Any]]:
     """Rows of one evaluation stage, tagged with the policy evaluated (a selector run under a
     thinking budget is labelled ``selector@budget``). The stage's own ``results.json`` is read
     when present, so a ``meds3 eval --rescore`` of the stage shows in the next report."""
+    out = []
+    for row in stage_results(result):
+        selector = row["selector"] if row.get("budget") is None else f"{row['selector']}@{row['budget']}"
+        out.append({"policy": policy, **{c: row.get(c) for c in COLUMNS[1:]}, "selector": selector})
+    return out
+
+
+def stage_results(result: StageResult) -> list[dict[str, Any]]:
+    """The result rows of one evaluation stage: its ``results.json`` when readable, else the manifest's copy."""
     results = result.summary.get("results") or []
     path = Path(result.directory) / "results.json"
     if path.is_file():
@@ -26,11 +35,7 @@ def eval_rows(policy: str, result: StageResult) -> list[dict[str, Any]]:
             results = json.loads(path.read_text(encoding="utf-8")).get("results") or results
         except (json.JSONDecodeError, AttributeError):
             pass  # an unreadable file: the manifest's copy stands
-    out = []
-    for row in results:
-        selector = row["selector"] if row.get("budget") is None else f"{row['selector']}@{row['budget']}"
-        out.append({"policy": policy, **{c: row.get(c) for c in COLUMNS[1:]}, "selector": selector})
-    return out
+    return list(results)
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -115,8 +120,11 @@ def plot_accuracy(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
-def write_report(out: Path, evals: Sequence[tuple[str, StageResult]], stages: Sequence[StageResult]) -> dict[str, Any]:
-    """Write ``report.json``, ``report.md``, ``report.csv`` and ``accuracy_by_iteration.png``.
+def write_report(out: Path, evals: Sequence[tuple[str, StageResult]], stages: Sequence[StageResult],
+                 column_order: Any = None, reference: Any = None) -> dict[str, Any]:
+    """Write ``report.json``, ``report.md``, ``report.csv`` and ``accuracy_by_iteration.png``, and
+    the paper-style ``paper_report.{md,csv,json,png}`` (:mod:`meds3.eval.paper`): one row per
+    iteration's policy and selector, ``column_order`` and quoted ``reference`` rows as there.
 
     Returns:
         ``{"rows": [...], "stages": [...], "table": markdown}``.
@@ -141,4 +149,8 @@ def write_report(out: Path, evals: Sequence[tuple[str, StageResult]], stages: Se
         writer.writeheader()
         writer.writerows(rows)
     plot_accuracy(rows, out / "accuracy_by_iteration.png")
+    from meds3.eval.paper import write_paper_report
+
+    write_paper_report(out, [{**row, "policy": policy} for policy, result in evals for row in stage_results(result)],
+                       column_order, reference)
     return report
