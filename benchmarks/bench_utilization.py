@@ -98,6 +98,8 @@ def measure(engine, backend: str, questions: int, schedule: str) -> dict:
     rollout = config.rollout
     qs = load_questions(config.seeds[0])[:questions]
     counting = Counting(engine)
+    sched = getattr(engine, "_sched", None)  # transformers: count the KV copies of this arm
+    before = dict(sched.kv.copies) if sched is not None else None
     forest = build_forest(rollout, counting)
     forest.schedule = schedule
     start = time.perf_counter()
@@ -117,6 +119,7 @@ def measure(engine, backend: str, questions: int, schedule: str) -> dict:
             "generated_tokens": s.generated_tokens, "search_tokens_per_s": round(search_tok_s, 1),
             "engine_tokens_per_s": round(engine_tok_s, 1), "utilization": round(search_tok_s / engine_tok_s, 3),
             "prompt_tokens_cached_share": round(cached / max(cached + computed, 1), 3) if computed + cached else None,
+            "kv_copies": ({k: v - before[k] for k, v in sched.kv.copies.items()} if sched is not None else None),
             "_shapes": shapes}
 
 
@@ -151,7 +154,7 @@ def main() -> None:
         r["tokens_per_s_vs_first_arm"] = round(r["search_tokens_per_s"] / base[r["backend"]]["search_tokens_per_s"], 2)
     keys = ["backend", "schedule", "trees", "nodes", "seconds", "engine_calls", "sequences_in_flight",
             "mean_new_tokens", "search_tokens_per_s", "engine_tokens_per_s", "utilization",
-            "prompt_tokens_cached_share", "tokens_per_s_vs_first_arm", "same_trees_as_first_arm"]
+            "prompt_tokens_cached_share", "tokens_per_s_vs_first_arm", "same_trees_as_first_arm", "kv_copies"]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for r in rows:

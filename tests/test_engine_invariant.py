@@ -136,7 +136,6 @@ def test_invariance_on_the_embedded_model():
 def test_vllm_batch_invariance_is_refused_without_a_gpu():
     """vLLM's batch-invariant kernels are GPU (Triton) kernels: on CPU the option says so and
     points to the transformers mode, rather than silently running a non-invariant engine."""
-    pytest.importorskip("vllm")
     from vllm.platforms import current_platform
 
     if current_platform.is_cuda():

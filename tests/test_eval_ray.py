@@ -125,8 +125,10 @@ def test_ray_flags_of_the_eval_command(monkeypatch):
     from meds3.cli import main
 
     seen = []
+    from meds3.results import EvalResult
+
     monkeypatch.setattr(meds3.eval, "run_eval", lambda config, progress, rescore: seen.append(config) or
-                        {"results": [], "output_dir": "x"})
+                        EvalResult("x"))
     main(["eval", "--ray", "ray.num_workers=3"])
     main(["eval", "--ray-address", "auto"])
     main(["eval"])

@@ -162,9 +162,8 @@ def tiny_engine(request):
 
     path = model_path("tiny-random-llama")
     if request.param == "vllm":
-        pytest.importorskip("vllm", reason="vllm not installed")
-        eng = build_engine(path, backend="vllm", dtype="float32", enforce_eager=True, gpu_memory_utilization=0.3,
-                           max_model_len=512)
+        yield request.getfixturevalue("tiny_vllm_engine")  # the session's (conftest): not closed here
+        return
     else:
         eng = build_engine(path, backend="transformers", prefix_cache_mb=64)
     yield eng

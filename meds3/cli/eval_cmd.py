@@ -45,7 +45,7 @@ def run_eval_cmd(args: argparse.Namespace) -> int:
     from meds3.eval import EvalConfig, markdown_table, run_eval
 
     config = load_config(EvalConfig, args.config, ray_overrides(args))
-    summary = run_eval(config, progress=not args.no_progress, rescore=args.rescore, **force_kwargs(args))
-    print(markdown_table(summary["results"]), end="")
-    print(f"outputs in {summary['output_dir']}")
+    result = run_eval(config, progress=not args.no_progress, rescore=args.rescore, **force_kwargs(args))
+    print(markdown_table(result.results), end="")
+    print(f"outputs in {result.output_dir}")
     return 0

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run on Ray actors (ray.* config keys); starts a local Ray instance unless an address is given")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="join a running Ray cluster ('auto', or host:port); implies --ray (default: $RAY_ADDRESS)")
+    p.add_argument("--push-to-hub", metavar="REPO",
+                   help="after the search, push the trees with a dataset card to the Hub dataset repository "
+                        "owner/name (MEDS3_HUB_DIR: a folder hub instead; see docs/hub.md)")
     p.set_defaults(func=run_rollout_cmd)
     t = sub.add_parser("tree", help="inspect stored trees")
     tsub = t.add_subparsers(dest="tree_command", metavar="ACTION")
@@ -38,8 +41,12 @@ def run_rollout_cmd(args: argparse.Namespace) -> int:
     from meds3.rollout import RolloutConfig, run_rollout
 
     config = load_config(RolloutConfig, args.config, ray_overrides(args))
-    summary = run_rollout(config, progress=not args.no_progress, **force_kwargs(args))
-    print(json.dumps(summary, indent=2))
+    result = run_rollout(config, progress=not args.no_progress, **force_kwargs(args))
+    print(json.dumps(result.to_dict(), indent=2))
+    if args.push_to_hub:
+        from meds3.hub import push_dataset
+
+        push_dataset(config.output_dir, args.push_to_hub, kind="trees")  # logs the URL: stdout stays JSON
     return 0
 
 

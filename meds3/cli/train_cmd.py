@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         t.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides, e.g. max_steps=20 r=8 data.top_k=2")
         t.add_argument("--no-progress", action="store_true", help="no progress bar")
+        t.add_argument("--push-to-hub", metavar="REPO",
+                       help="after training, push the adapter with a model card to the Hub repository "
+                            "owner/name (MEDS3_HUB_DIR: a folder hub instead; see docs/hub.md)")
         t.set_defaults(func=run_train, train_kind=name)
 
 
@@ -69,6 +72,12 @@ def run_train(args: argparse.Namespace) -> int:
     except ModelResolutionError as exc:
         raise ConfigError(f"base_model: {exc}") from exc
     train = train_policy if args.train_kind == "policy" else train_prm
-    summary = train(config, progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=2))
+    result = train(config, progress=not args.no_progress)
+    # every loss is in summary.json; fields that do not apply to this kind (None) are left out
+    print(json.dumps({k: v for k, v in result.to_dict().items() if k != "losses" and v is not None}, indent=2))
+    if args.push_to_hub:
+        from meds3.hub import push_adapter, push_prm
+
+        push = push_adapter if args.train_kind == "policy" else push_prm
+        push(config.output_dir, args.push_to_hub)  # logs the URL: stdout stays the JSON summary
     return 0

@@ -24,6 +24,7 @@ from meds3.data.reader import (
     read_bytes,
 )
 from meds3.data.validate import validate_question
+from meds3.shipped import resolve_shipped
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def load_questions(path: str | os.PathLike, format: str = "auto", on_error: str 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     _check_numeric_tolerance(numeric_tolerance)
-    path = Path(path)
+    path = resolve_shipped(path)  # seed_data/... missing here: the copy shipped with meds3 (meds3.shipped)
     requested = format
     fmt = FORMAT_ALIASES.get(format, format)
     if fmt != "auto" and fmt not in FORMATS:

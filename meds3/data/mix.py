@@ -24,6 +24,7 @@ from meds3.config import ConfigError, load_config
 from meds3.data.errors import DataError
 from meds3.data.loaders import load_questions
 from meds3.data.question import MedQuestion
+from meds3.shipped import resolve_shipped
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def build_mix(manifest: MixManifest | str | os.PathLike, base_dir: str | os.Path
             fewer questions than asked, or an id that two sources share.
     """
     if not isinstance(manifest, MixManifest):
+        manifest = resolve_shipped(manifest)  # seed_data/... missing here: the copy shipped with meds3
         base_dir = base_dir or Path(manifest).parent
         manifest = load_config(MixManifest, manifest)
     base = Path(base_dir or ".")

@@ -6,8 +6,9 @@
 >>> [result] = engine.generate([GenerationRequest(prompt=prompt, n=3,
 ...     params=SamplingParams(temperature=0.7, max_new_tokens=64, stop=["Step 2:"], seed=1))])
 
-Backends: ``transformers`` (default, ``hf_backend``) and ``vllm`` (``vllm_backend``, imported
-only when asked for). Models: see :func:`resolve_model`.
+Backends: ``transformers`` (default, ``hf_backend``), ``vllm`` (``vllm_backend``) and ``openai``
+(``openai_backend``: a running OpenAI-compatible server); the last two are imported only when asked
+for. Models: see :func:`resolve_model`.
 """
 
 from meds3.engines.base import (

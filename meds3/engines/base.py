@@ -17,6 +17,7 @@ _BACKENDS: dict[str, type["Engine"]] = {}
 _BUILTIN_MODULES = {
     "transformers": "meds3.engines.hf_backend",
     "vllm": "meds3.engines.vllm_backend",
+    "openai": "meds3.engines.openai_backend",
 }
 
 
@@ -202,9 +203,14 @@ VLLM_LLM_OPTIONS = frozenset({
     "tokenizer_mode", "revision", "tokenizer_revision", "code_revision", "disable_custom_all_reduce",
     "disable_log_stats", "load_format", "download_dir", "max_logprobs", "enable_sleep_mode",
     "compilation_config"})
+#: The openai backend's constructor keywords (``tokenizer`` here is a path or alias).
+OPENAI_OPTIONS = frozenset({
+    "base_url", "api_key", "tokenizer", "adapters", "load_adapters", "max_concurrency", "max_retries",
+    "retry_backoff", "timeout", "seed", "trust_remote_code"})
 BACKEND_OPTIONS: dict[str, frozenset[str]] = {
     "transformers": TRANSFORMERS_OPTIONS,
     "vllm": VLLM_OWN_OPTIONS | VLLM_LLM_OPTIONS,
+    "openai": OPENAI_OPTIONS,
 }
 
 
@@ -250,7 +256,8 @@ def build_engine(model: str | os.PathLike, backend: str = "transformers", **opti
     Args:
         model: a local directory, an embedded alias (``smollm2-135m-instruct``,
             ``tiny-random-llama``) or a Hugging Face id (see ``resolve_model``).
-        backend: ``"transformers"`` (default, CPU or CUDA) or ``"vllm"``.
+        backend: ``"transformers"`` (default, CPU or CUDA), ``"vllm"`` or ``"openai"`` (a running
+            OpenAI-compatible server).
         **options: passed to the backend's constructor (see its docstring).
 
     Returns:

@@ -7,9 +7,10 @@ concatenates the whole KV cache every step. The search sends many requests of ve
 lengths (n=3 expansions that stop at "Step k:", n=k rollouts that run to the answer), so here:
 
 - each distinct prompt is prefilled once and its KV rows copied for its ``n`` samples;
-- the KV lives in preallocated buffers written in place (``kv.KVBatch``);
-- finished rows are dropped and queued prompts admitted while others still decode
-  (continuous batching), under a row cap and a KV-token budget;
+- the running rows' KV lives in fixed slots of preallocated buffers written in place
+  (``slots.SlotKV``): a finished row frees its slot and a queued prompt takes it while the
+  others keep decoding (continuous batching, ``scheduler.DecodeScheduler``), under a row cap
+  and a KV-token budget, copying only the new row's KV;
 - a prefix store (``kv.PrefixStore``) keeps the KV of recent prompts and of prompts plus their
   generated tokens, so a child node's prompt only computes its new tokens;
 - every sample has its own seeded generator, so seeds do not depend on batch composition.
@@ -21,8 +22,7 @@ import logging
 import os
 import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -32,41 +32,17 @@ from meds3.engines.base import Engine, register_backend
 from meds3.engines.kv import KVBatch, PrefixStore
 from meds3.engines.models import resolve_model
 from meds3.engines.sampling import StopChecker, sample_tokens
+from meds3.engines.scheduler import DecodeScheduler, Row, Unit
+from meds3.engines.slots import SlotKV
 from meds3.engines.types import (
     GenerationRequest,
     GenerationResult,
     Sample,
-    SamplingParams,
     sample_seed,
 )
 
 logger = logging.getLogger(__name__)
-_HEADROOM = 64  # free KV columns allocated with a batch, so growth copies are rare
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class _Row:
-    """One sample being decoded."""
-
-    req: int  # ticket of its request
-    index: int
-    params: SamplingParams
-    generator: torch.Generator
-    stop: StopChecker | None
-    prompt: list[int]
-    ids: list[int] = field(default_factory=list)
-    done: bool = False
-
-
-@dataclass
-class _Unit:
-    """One prefill: a prompt and the rows that sample from it."""
-
-    adapter: str | None
-    ids: list[int]
-    owner: int  # ticket charged with the computed prompt tokens
-    rows: list[_Row]
 
 
 @dataclass
@@ -169,8 +145,7 @@ class TransformersEngine(Engine):
         self._adapters: dict[str, str] = {}
         self._active: str | None = None
         self._next_ticket = 0
-        self._waited = 0  # decode steps the queue has waited for admission (_admit_now)
-        self.admit_wait = admit_wait
+        self._sched = DecodeScheduler(SlotKV(self._like), max_batch_size, self.max_batch_tokens, admit_wait)
         self._reset_stream()
 
     # ----------------------------------------------------------------- public
@@ -204,17 +179,14 @@ class TransformersEngine(Engine):
         self._next_ticket += len(requests)
         for t, req, ids in zip(tickets, requests, prompts):
             self._open[t] = _Ticket(req, ids, [None] * req.n, left=req.n)
-        units = list(self._queue) + self._plan(tickets, requests, prompts)
-        # longest first: later, shorter prompts fit under the running length (no re-padding)
-        units.sort(key=lambda u: (u.adapter or "", -len(u.ids)))
-        self._queue = deque(units)
+        self._sched.enqueue(self._plan(tickets, requests, prompts))
         return tickets
 
     def poll(self) -> list[tuple[int, GenerationResult]]:
         """Decode until a request finishes; see :meth:`Engine.poll`."""
         try:
             with torch.inference_mode():
-                while not self._finished and (self._queue or self._rows):
+                while not self._finished and self._sched.busy():
                     self._tick()
         except BaseException:
             self._reset_stream()
@@ -228,48 +200,40 @@ class TransformersEngine(Engine):
         return len(self._open)
 
     def _tick(self) -> None:
-        """One step of the decode loop: admit queued prompts when they fit, then decode one token."""
-        queue, batch, rows, adapter = self._queue, self._batch, self._rows, self._batch_adapter
-        if queue and self._room(rows, batch, queue[0], adapter) and self._admit_now(rows):
-            if batch is not None and any(r.done for r in rows):
-                batch, rows = self._compact(batch, rows)
-            adapter = queue[0].adapter
-            self._activate(adapter)
-            units = self._admit(queue, rows, batch)
-            new_batch, new_rows, logits = self._prefill(units)
-            self._advance(new_rows, logits, new_batch, adapter)
-            batch = new_batch if batch is None else batch.concat(new_batch, _HEADROOM)
-            rows = rows + new_rows
-        live = sum(not r.done for r in rows)
-        if live == 0:
-            self._batch, self._rows, self._batch_adapter = None, [], adapter
+        """One step of the decode loop: seat the queued prompts that fit, then decode one token."""
+        sched = self._sched
+        if not sched.live():
+            sched.reset()  # start afresh: stale free slots would widen the step
+        units = sched.admissible()
+        if units:
+            self._activate(units[0].adapter)
+            sched.kv.trim_if_wasteful()
+            for pre, index, rows, logits in self._prefill(units):
+                slots = sched.free_slots(len(rows))
+                sched.kv.place(slots, pre, index)
+                sched.seat(rows, slots)
+                self._advance(slots, logits)
+        if not sched.live():
             return
-        if len(rows) - live >= max(1, len(rows) // 4):
-            batch, rows = self._compact(batch, rows)
-        logits = self._step(batch, rows)
-        self._advance(rows, logits, batch, adapter)
-        self._batch, self._rows, self._batch_adapter = batch, rows, adapter
-
-    def _admit_now(self, rows: list[_Row]) -> bool:
-        """Whether to admit queued prompts at this step, or keep decoding a few steps first.
-
-        Admitting costs a prefill forward and a copy of the running batch's KV (``concat``),
-        whatever the number of new rows; a stream submits a tree's few requests at a time, so
-        admitting each at once pays that cost per tree. Prompts wait until the queue holds rows
-        for at least half the live rows, or ``admit_wait`` decode steps have passed, or nothing
-        is decoding."""
-        live = sum(not r.done for r in rows)
-        queued = sum(len(u.rows) for u in self._queue)
-        if live == 0 or queued >= max(1, live // 2) or self._waited >= self.admit_wait:
-            self._waited = 0
-            return True
-        self._waited += 1
-        return False
+        sched.compact()
+        live = sched.live()
+        logits = self._step()
+        self._advance(live, logits[live])
 
     def _reset_stream(self) -> None:
         """Forget every unfinished request (after an error inside the decode loop)."""
-        self._queue, self._batch, self._rows, self._batch_adapter = deque(), None, [], None
+        with torch.inference_mode():  # the KV buffers were made in inference mode
+            self._sched.reset(queue=True)
         self._open, self._finished = {}, []
+
+    @property
+    def admit_wait(self) -> int:
+        """Decode steps queued prompts may wait to be admitted together (see ``scheduler``)."""
+        return self._sched.admit_wait
+
+    @admit_wait.setter
+    def admit_wait(self, steps: int) -> None:
+        self._sched.admit_wait = steps
 
     def _result(self, ticket: int) -> GenerationResult:
         t = self._open.pop(ticket)
@@ -292,83 +256,42 @@ class TransformersEngine(Engine):
                 f"({request.params.max_new_tokens}) exceeds the model context {self._max_len}")
         return list(ids)
 
-    def _plan(self, tickets, requests, prompts) -> list[_Unit]:
+    def _plan(self, tickets, requests, prompts) -> list[Unit]:
         """Group samples into prefill units: one per distinct (adapter, prompt)."""
-        units: dict[Any, _Unit] = {}
+        units: dict[Any, Unit] = {}
         for i, req, ids in zip(tickets, requests, prompts):
             seed = req.params.seed if req.params.seed is not None else self._rng.getrandbits(62)
             stop = StopChecker(self.tokenizer, req.params.stop) if req.params.stop else None
             for j in range(req.n):
                 gen = torch.Generator(device=self.device).manual_seed(sample_seed(seed, j))
-                row = _Row(i, j, req.params, gen, stop, ids)
+                row = Row(i, j, req.params, gen, stop, ids)
                 key = (req.adapter, tuple(ids)) if self.share_prefill else (i, j)
-                unit = units.setdefault(key, _Unit(req.adapter, ids, i, []))
+                unit = units.setdefault(key, Unit(req.adapter, ids, i, []))
                 unit.rows.append(row)
         out = []
         for unit in units.values():  # a unit never holds more rows than a batch
             for k in range(0, len(unit.rows), self.max_batch_size):
-                out.append(_Unit(unit.adapter, unit.ids, unit.owner,
+                out.append(Unit(unit.adapter, unit.ids, unit.owner,
                                  unit.rows[k : k + self.max_batch_size]))
         return out
 
-    def _cost(self, n_rows: int, length: int, max_new: int) -> int:
-        return n_rows * (length + max_new)
-
-    def _room(self, rows, batch, unit: _Unit, adapter) -> bool:
-        if not rows:
-            return True
-        if unit.adapter != adapter:
-            return False
-        live = sum(not r.done for r in rows)
-        free = self.max_batch_size - live
-        if free < max(len(unit.rows), self.max_batch_size // 4):
-            return False
-        length = max(batch.length, len(unit.ids))
-        max_new = max(r.params.max_new_tokens for r in rows + unit.rows)
-        return self._cost(live + len(unit.rows), length, max_new) <= self.max_batch_tokens
-
-    def _admit(self, queue, rows, batch) -> list[_Unit]:
-        """Pop units that fit beside the live rows (at least one when nothing runs)."""
-        live = [r for r in rows if not r.done]
-        length = batch.length if batch is not None and live else 0
-        units: list[_Unit] = []
-        while queue and queue[0].adapter == (units[0].adapter if units else queue[0].adapter):
-            unit = queue[0]
-            n_rows = len(live) + sum(len(u.rows) for u in units) + len(unit.rows)
-            new_len = max(length, len(unit.ids))
-            max_new = max(r.params.max_new_tokens for u in units + [unit] for r in u.rows)
-            fits = n_rows <= self.max_batch_size and \
-                self._cost(n_rows, new_len, max_new) <= self.max_batch_tokens
-            if units and not fits:
-                break
-            units.append(queue.popleft())
-            length = new_len
-            if not fits:
-                logger.warning("one prompt group exceeds the KV budget; running it alone")
-                break
-        return units
-
     # ------------------------------------------------------------------ model
-    def _prefill(self, units: list[_Unit]):
-        """Prefill the units' prompts (after prefix-store hits) and expand to their rows."""
-        parts = []
-        chunk: list[_Unit] = []
+    def _prefill(self, units: list[Unit]):
+        """Prefill the units' prompts (after prefix-store hits) in chunks of at most
+        ``max_prefill_tokens`` padded tokens; yields ``(batch, index, rows, logits)`` per chunk,
+        where row ``rows[i]`` samples from ``batch`` row ``index[i]`` with ``logits[i]``."""
+        chunk: list[Unit] = []
         longest = 0
-        for unit in units + [None]:
-            if unit is not None:
-                size = max(longest, len(unit.ids)) * (len(chunk) + 1)
-                if not chunk or size <= self.max_prefill_tokens:
-                    chunk.append(unit)
-                    longest = max(longest, len(unit.ids))
-                    continue
-            parts.append(self._prefill_chunk(chunk))
-            chunk, longest = ([unit], len(unit.ids)) if unit is not None else ([], 0)
-        batch, rows, logits = parts[0]
-        for b, r, lg in parts[1:]:
-            batch, rows, logits = batch.concat(b, _HEADROOM), rows + r, torch.cat([logits, lg])
-        return batch, rows, logits
+        for unit in units:
+            if chunk and max(longest, len(unit.ids)) * (len(chunk) + 1) > self.max_prefill_tokens:
+                yield self._prefill_chunk(chunk)
+                chunk, longest = [], 0
+            chunk.append(unit)
+            longest = max(longest, len(unit.ids))
+        if chunk:
+            yield self._prefill_chunk(chunk)
 
-    def _prefill_chunk(self, units: list[_Unit]):
+    def _prefill_chunk(self, units: list[Unit]):
         hits = [self.prefix_store.lookup(u.adapter, u.ids, len(u.ids) - 1) for u in units]
         cached = [m for _, m in hits]
         suffix = [u.ids[m:] for u, m in zip(units, cached)]
@@ -390,46 +313,40 @@ class TransformersEngine(Engine):
         counts = torch.tensor([len(u.rows) for u in units])
         index = torch.repeat_interleave(torch.arange(len(units)), counts).to(self.device)
         rows = [r for u in units for r in u.rows]
-        return pre.select(index, _HEADROOM), rows, logits[index]
+        return pre, index, rows, logits[index]
 
-    def _step(self, batch: KVBatch, rows: list[_Row]) -> torch.Tensor:
-        last = [r.ids[-1] if not r.done else self.pad_id for r in rows]
+    def _step(self) -> torch.Tensor:
+        """Decode one token for every active slot (free slots compute a pad token)."""
+        kv = self._sched.kv
+        last = [r.ids[-1] if r is not None and not r.done else self.pad_id for r in self._sched.rows]
         tokens = torch.tensor(last, dtype=torch.long)[:, None]
-        batch.reserve(1)
-        batch.mask[:, batch.length] = 1
-        logits = self._forward(batch, tokens, batch.next_pos[:, None])
-        batch.next_pos += 1
+        kv.open_column()
+        logits = self._forward(kv, tokens, kv.next_pos[: kv.active, None])
+        kv.next_pos[: kv.active] += 1
         return logits
 
-    def _forward(self, batch: KVBatch, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def _forward(self, batch: KVBatch | SlotKV, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Run ``tokens`` [rows, q] after the batch's cached columns; last-position logits."""
         q = tokens.shape[1]
         out = self.model(
             input_ids=tokens.to(self.device), position_ids=pos.to(self.device),
-            attention_mask=batch.mask[:, : batch.length + q], past_key_values=batch.as_cache(),
+            attention_mask=batch.attention_mask(q), past_key_values=batch.as_cache(),
             use_cache=True, logits_to_keep=1)
         batch.length += q
         return out.logits[:, -1, :]
 
-    def _compact(self, batch: KVBatch, rows: list[_Row]):
-        keep = [i for i, r in enumerate(rows) if not r.done]
-        if not keep:
-            return None, []
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        return batch.select(index, _HEADROOM), [rows[i] for i in keep]
-
     # --------------------------------------------------------------- sampling
-    def _advance(self, rows, logits, batch, adapter) -> None:
-        """Sample the next token of every live row and finish rows that are done."""
-        live = [i for i, r in enumerate(rows) if not r.done]
-        if not live:
+    def _advance(self, slots: list[int], logits: torch.Tensor) -> None:
+        """Sample the next token of the rows in ``slots`` (``logits[i]`` is ``slots[i]``'s) and
+        finish the rows that are done, freeing their slots."""
+        if not slots:
             return
-        idx = torch.tensor(live, device=logits.device)
-        temp = torch.tensor([rows[i].params.temperature for i in live], device=logits.device)
-        top_p = torch.tensor([rows[i].params.top_p for i in live], device=logits.device)
-        toks = sample_tokens(logits[idx], temp, top_p, [rows[i].generator for i in live])
-        for i, tok in zip(live, toks.tolist()):
-            row = rows[i]
+        sched = self._sched
+        rows = [sched.rows[s] for s in slots]
+        temp = torch.tensor([r.params.temperature for r in rows], device=logits.device)
+        top_p = torch.tensor([r.params.top_p for r in rows], device=logits.device)
+        toks = sample_tokens(logits, temp, top_p, [r.generator for r in rows])
+        for slot, row, tok in zip(slots, rows, toks.tolist()):
             row.ids.append(tok)
             reason = None
             if row.stop is not None and row.stop.hit(row.ids):
@@ -446,9 +363,10 @@ class TransformersEngine(Engine):
                 if ticket.left == 0:
                     self._finished.append(row.req)
                 if self.cache_generated and self.prefix_store.max_bytes > 0:
-                    self.prefix_store.insert(adapter, row.prompt + row.ids[:-1], batch.row_kv(i))
+                    self.prefix_store.insert(sched.adapter, row.prompt + row.ids[:-1], sched.kv.row_kv(slot))
+                sched.release(slot)
 
-    def _finish(self, row: _Row, reason: str) -> Sample:
+    def _finish(self, row: Row, reason: str) -> Sample:
         ids = row.ids[:-1] if reason == "eos" else row.ids
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         match = None
@@ -465,11 +383,14 @@ class TransformersEngine(Engine):
         if adapter is not None and adapter not in self._adapters:
             from peft import PeftModel
 
+            from meds3.hub import resolve_hub
+
             name = f"adapter{len(self._adapters)}"
+            local = str(resolve_hub(adapter))  # a local folder, or a Hub id's snapshot (meds3.hub)
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(adapter, adapter_name=name)
+                self.model.load_adapter(local, adapter_name=name)
             else:
-                self.model = PeftModel.from_pretrained(self.model, adapter, adapter_name=name)
+                self.model = PeftModel.from_pretrained(self.model, local, adapter_name=name)
             self.model.to(self.device).eval()
             if self.batch_invariant:
                 from meds3.engines.invariant import tile_linears

@@ -25,28 +25,49 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_head
 
 
 class _SlotLayer(DynamicLayer):
-    """One layer's view into a KVBatch buffer; ``update`` writes at the current length."""
+    """One layer's view into a KV store (``KVBatch`` or ``SlotKV``); ``update`` writes the new
+    tokens' keys and values at the store's current length, in place.
 
-    def __init__(self, batch: "KVBatch", index: int):
+    transformers internals relied on (pinned by tests/test_engine_internals.py, which fails on a
+    transformers that changes them): ``DynamicCache.layers`` holds one layer object per decoder
+    layer, each with ``keys``/``values``/``is_initialized``/``dtype``/``device``, and attention
+    calls ``layer.update(key_states, value_states, ...)`` and uses the tensors it returns;
+    ``layer_class_to_replicate = None`` stops the cache from appending layers of its own.
+    These come from transformers' per-layer cache (huggingface/transformers#39106, 4.5x); run here
+    on 5.19. Remove this class if transformers gains a cache that writes into caller-owned buffers.
+    """
+
+    def __init__(self, store, index: int):
         super().__init__()
-        self.batch, self.index = batch, index
+        self.store, self.index = store, index
         self.is_initialized = True
-        k = batch.keys[index]
+        k, v = store.layer_views(index)
         self.dtype, self.device = k.dtype, k.device
-        self.keys = k[:, :, : batch.length]
-        self.values = batch.values[index][:, :, : batch.length]
+        self.keys = k[:, :, : store.length]
+        self.values = v[:, :, : store.length]
 
     def update(self, key_states, value_states, *args, **kwargs):
-        start = self.batch.length
+        start = self.store.length
         end = start + key_states.shape[-2]
-        k, v = self.batch.keys[self.index], self.batch.values[self.index]
+        k, v = self.store.layer_views(self.index)
         k[:, :, start:end] = key_states
         v[:, :, start:end] = value_states
         self.keys, self.values = k[:, :, :end], v[:, :, :end]
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
-        return self.batch.length
+        return self.store.length
+
+
+def slot_cache(store) -> DynamicCache:
+    """A ``DynamicCache`` whose layers read and write ``store``'s buffers in place.
+
+    ``store`` has ``length``, ``layer_views(i) -> (keys, values)`` and one layer per model layer.
+    """
+    cache = DynamicCache()
+    cache.layers = [_SlotLayer(store, i) for i in range(len(store.keys))]
+    cache.layer_class_to_replicate = None
+    return cache
 
 
 class KVBatch:
@@ -106,10 +127,15 @@ class KVBatch:
 
     def as_cache(self) -> DynamicCache:
         """A transformers cache object writing into these buffers."""
-        cache = DynamicCache()
-        cache.layers = [_SlotLayer(self, i) for i in range(len(self.keys))]
-        cache.layer_class_to_replicate = None
-        return cache
+        return slot_cache(self)
+
+    def layer_views(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of every row of ``layer``."""
+        return self.keys[layer], self.values[layer]
+
+    def attention_mask(self, q: int) -> torch.Tensor:
+        """The mask over the cached columns and ``q`` new ones."""
+        return self.mask[:, : self.length + q]
 
     def reserve(self, extra: int) -> None:
         """Make room for ``extra`` more columns (grows by doubling)."""

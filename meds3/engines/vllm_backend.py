@@ -260,7 +260,9 @@ class VLLMEngine(Engine):
             return None
         if not self.enable_lora:
             raise ValueError("request has an adapter: build the vllm engine with enable_lora=True")
-        path = os.path.abspath(adapter)
+        from meds3.hub import resolve_hub
+
+        path = os.path.abspath(resolve_hub(adapter))  # a local folder, or a Hub id's snapshot (meds3.hub)
         if path not in self._loras:
             from vllm.lora.request import LoRARequest
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from meds3.data.prompts import PromptConfig
+from meds3.engines.config import EngineConfig
 from meds3.infer.budget import BudgetConfig
 from meds3.infer.mcts import inference_search_config
 from meds3.infer.selectors import get_selector
@@ -15,18 +16,16 @@ from meds3.rollout.ray_config import RayConfig
 
 
 @dataclass
-class EvalConfig:
-    """A benchmark evaluation: datasets, policy, optional PRM, N, selectors, budgets.
+class EvalConfig(EngineConfig):
+    """A benchmark evaluation: datasets, policy, optional PRM, N, selectors, budgets. The
+    policy is the inherited :class:`~meds3.engines.config.EngineConfig`.
 
     Attributes:
         datasets: benchmark files (any format :func:`meds3.data.load_questions` reads); the
             default is what ``meds3 data fetch medqa`` writes (docs/data.md).
         dataset_format: loader format of those files.
         limit: first N questions of each file (None: all).
-        model: policy model (path, embedded alias or Hugging Face id).
-        backend: generation engine.
-        engine: options of ``build_engine`` for the backend.
-        adapter: LoRA adapter of the policy (None: the base model).
+        model, backend, engine, adapter: the policy (:class:`~meds3.engines.config.EngineConfig`).
         prm: PRM directory (None: selectors that need step scores are skipped).
         n: responses per question (the paper uses 16).
         selectors: selectors to compare (names from ``meds3.infer.SELECTORS``).
@@ -53,10 +52,6 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=lambda: ["data/eval/medqa.jsonl"])
     dataset_format: str = "auto"
     limit: Optional[int] = None
-    model: str = "smollm2-135m-instruct"
-    backend: Literal["transformers", "vllm"] = "transformers"
-    engine: dict[str, Any] = field(default_factory=dict)
-    adapter: Optional[str] = None
     prm: Optional[str] = None
     n: int = 16
     selectors: list[str] = field(default_factory=lambda: ["majority", "p-vs"])
@@ -81,6 +76,7 @@ class EvalConfig:
         from meds3.config import check_finite, check_output_dir
         from meds3.engines.types import SamplingParams
 
+        super().__post_init__()
         check_finite(self)
         check_output_dir(self.output_dir)
         if not self.datasets:

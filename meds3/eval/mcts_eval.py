@@ -75,9 +75,9 @@ def run_mcts(config, out: Path, datasets: dict[str, list[MedQuestion]], engine: 
     if not total:
         return engine
     if engine is None:
-        from meds3.engines import build_engine
+        from meds3.engines.config import build_engine_from
 
-        engine = build_engine(config.model, backend=config.backend, **config.engine_options())
+        engine = build_engine_from(config)
     bar = tqdm(total=total, desc=SELECTOR, unit="q", disable=not progress)
     for name, qs in todo:
         for k in range(0, len(qs), config.chunk_size):

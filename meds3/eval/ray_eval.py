@@ -127,8 +127,9 @@ def generate_on_ray(config: EvalConfig, out: Path, chunks: list[tuple[str, Any, 
         ``failed_units``, ``closed_workers``, ``served_adapters`` (adapter hashes the actors
         served) and ``per_worker`` throughput. Nothing to generate: ``{"workers": 0}``.
     """
-    import ray
+    from meds3.rollout.ray_config import require_ray
 
+    ray = require_ray()  # an optional extra: a clear install hint instead of an ImportError
     if not chunks:
         return {"workers": 0, "responses_done": 0, "failed_units": []}
     connected = connect(config.ray)

@@ -33,8 +33,10 @@ from meds3.eval.mcts_eval import mcts_rows, run_mcts
 from meds3.eval.report import accuracy_rows, write_paper, write_plots, write_tables
 from meds3.infer.api import load_scorer, score_many
 from meds3.infer.sampler import Response, SamplerConfig, sample_responses
+from meds3.infer.selectors import needs_prm
 from meds3.io import append_lines, atomic_open, drop_torn_tail, remove_stale_temps
 from meds3.locks import locks_output
+from meds3.results import EvalResult
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +226,9 @@ def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestio
     if not total:
         return engine
     if engine is None:
-        from meds3.engines import build_engine
+        from meds3.engines.config import build_engine_from
 
-        engine = build_engine(config.model, backend=config.backend, **config.engine_options())
+        engine = build_engine_from(config)
     bar = tqdm(total=total, desc="eval", unit="resp", disable=not progress)
     tally = GenerationTally()
     for name, run, chunk in chunks:
@@ -291,7 +293,7 @@ def _score(out: Path, datasets: dict[str, list[MedQuestion]], runs: list[Run], s
 @locks_output("eval")
 def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progress: bool = True,
              rescore: bool = False, engine_factory: Any = None, on_unit_done: Any = None,
-             force: bool = False) -> dict[str, Any]:
+             force: bool = False) -> EvalResult:
     """Evaluate the policy on every dataset, run and selector; resumable.
 
     With ``config.ray.enabled`` the responses are generated on Ray actors
@@ -312,9 +314,9 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
             move the folder's outputs to ``superseded-<time>/`` and start afresh instead of refusing.
 
     Returns:
-        ``{"results": rows, "accuracy_vs_n": rows, "output_dir": str}`` (plus ``ray``: the
-        generation's scheduling figures, when it ran on Ray now); each row has dataset,
-        budget, selector, n, questions, accuracy, correct, answered, tokens_per_question.
+        An :class:`~meds3.results.EvalResult`: the table rows and the accuracy-vs-N rows (each
+        with dataset, budget, selector, n, questions, accuracy, correct, answered,
+        tokens_per_question), the folder, and the Ray scheduling figures when it ran on Ray now.
 
     Raises:
         DataError: unreadable benchmark or response files.
@@ -343,7 +345,9 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
         built = _generate(config, out, datasets, runs, engine, progress)
         if engine is None and built is not None:
             built.close()
-    scorer = scorer if scorer is not None else load_scorer(config.prm)
+    # The selectors' registry says whether step scores are read; PRM-guided MCTS always needs them.
+    wants_prm = config.mcts or any(needs_prm(name) for name in config.selectors)
+    scorer = scorer if scorer is not None else load_scorer(config.prm) if wants_prm else None
     if scorer is not None:
         _drop_stale_scores(out, config.prm, datasets, runs)
         _score(out, datasets, runs, scorer, progress)
@@ -365,10 +369,8 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
             saved[(name, run)] = [records[run][qid] for qid in common]
     rows, vs_n = accuracy_rows(saved, config.selectors)
     rows += mcts_rows(out, datasets, config.mcts_search.max_nodes)
-    summary = {"results": rows, "accuracy_vs_n": vs_n, "output_dir": str(out)}
-    if ray_summary is not None:
-        summary["ray"] = ray_summary
-    write_tables(out, summary)
+    result = EvalResult(str(out), rows, vs_n, ray_summary)
+    write_tables(out, result.to_dict())
     write_plots(out, rows, vs_n)
     write_paper(out, rows, config.paper_columns, config.paper_reference, config.adapter or config.model)
-    return summary
+    return result

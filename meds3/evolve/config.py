@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
+from meds3.engines.config import Backend, EngineConfig
 from meds3.eval import EvalConfig
 from meds3.rollout import RolloutConfig
 from meds3.train import PolicyTrainConfig, PRMTrainConfig
 
-# Fields of the stage configs that the loop fills in itself (paths, models, adapters);
-# values given for them in the stage sections are replaced.
+# Fields of the stage configs that the loop fills in itself (paths, inputs, base model);
+# values given for them in the stage sections are replaced. The engine fields of rollout and
+# eval (model, backend, engine, adapter) come whole from EvolveConfig.engine_config.
 LOOP_FIELDS = {
-    "rollout": ("seeds", "output_dir", "model", "backend", "engine", "adapter", "limit", "prm", "search", "prompt"),
+    "rollout": ("seeds", "output_dir", "limit", "prm", "search", "prompt"),
     "policy": ("trees", "base_model", "output_dir"),
     "prm": ("trees", "base_model", "output_dir"),
-    "eval": ("datasets", "model", "backend", "engine", "adapter", "prm", "output_dir"),
+    "eval": ("datasets", "prm", "output_dir"),
 }
 
 
@@ -54,7 +56,7 @@ class EvolveConfig:
     output_dir: str = "runs/evolve"  # one folder per iteration and stage, plus report files
     iterations: int = 1  # K; the paper ran several
     base_model: str = "smollm2-135m-instruct"  # policy 1, and the base every LoRA is trained on
-    backend: Literal["transformers", "vllm"] = "transformers"  # generation engine of rollout and eval
+    backend: Backend = "transformers"  # generation engine of rollout and eval
     engine: dict[str, Any] = field(default_factory=dict)  # build_engine options
     seeds: list[str] = field(default_factory=lambda: ["seed_data/clinical_calc.jsonl"])  # seed question files
     seed_format: str = "auto"
@@ -73,6 +75,10 @@ class EvolveConfig:
     # reserves gpu_memory_utilization of the GPU) is free for them; null: when backend is vllm
     # or a GPU is present. Off, one engine serves every rollout and eval stage (CPU default).
     release_engine: Optional[bool] = None
+    # Where the loop's own metrics go each iteration (search/*, accuracy/*, train/*; meds3.tracking):
+    # "none", "tensorboard", "wandb" or a list; events in <output_dir>/tracking. The trainers'
+    # losses follow policy.report_to / prm.report_to.
+    report_to: Union[str, list[str]] = "none"
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     policy: PolicyTrainConfig = field(default_factory=PolicyTrainConfig)
     prm: PRMTrainConfig = field(default_factory=PRMTrainConfig)
@@ -95,6 +101,9 @@ class EvolveConfig:
             raise ValueError("seeds must list at least one question file")
         if self.held_out == 0 and not self.eval_datasets:
             raise ValueError("nothing to evaluate on: set held_out > 0 or list eval_datasets")
+        from meds3.tracking import report_targets
+
+        report_targets(self.report_to)  # an unknown integration fails at load
         self.search_for(2)  # unknown or bad keys in later_search / later_prompt fail at load
         self.engine_options()  # requests that cannot fit engine.max_model_len fail at load
 
@@ -124,6 +133,12 @@ class EvolveConfig:
         if self.eval.mcts:
             needs["eval.mcts_search"] = search_need(self.eval.mcts_search, self.max_prompt_tokens, "eval.mcts_search")
         return with_context(self.engine, self.backend, check_fits(needs, self.engine, self.backend))
+
+    def engine_config(self, adapter: Optional[str] = None) -> EngineConfig:
+        """The policy every rollout and eval stage generates with: ``base_model`` on ``backend``
+        with :meth:`engine_options` (sized for every stage, so one engine serves them all) and
+        ``adapter`` (policy k's LoRA; None: the base model)."""
+        return EngineConfig(self.base_model, self.backend, self.engine_options(), adapter)
 
     def search_for(self, k: int):
         """``(SearchConfig, PromptConfig)`` of iteration ``k``: the rollout section's, with

@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,9 +45,12 @@ from meds3.config import save_config
 from meds3.data.loaders import save_questions
 from meds3.data.question import MedQuestion
 from meds3.evolve.config import LOOP_FIELDS, EvolveConfig
-from meds3.evolve.report import write_report
+from meds3.evolve.report import eval_rows, write_report
 from meds3.evolve.stages import StageResult, read_manifest, run_stage
 from meds3.locks import locks_output
+from meds3.results import EvalResult, RolloutResult
+from meds3.tracking import Tracker, iteration_metrics
+from meds3.train.common import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +104,9 @@ class _Engines:
 
     def get(self):
         if self.engine is None:
-            from meds3.engines import build_engine
+            from meds3.engines.config import build_engine_from
 
-            self.engine = build_engine(self.config.base_model, backend=self.config.backend,
-                                       **self.config.engine_options())
+            self.engine = build_engine_from(self.config.engine_config())
         return self.engine
 
     def close(self) -> None:
@@ -157,6 +160,7 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
     tree_dirs: list[str] = []
     lineage: dict[str, str] = {}  # stage directory -> digest of its fingerprint (later stages record it)
     prm_stage: Optional[str] = None  # the directory of the stage that trained prev_prm
+    tracker = Tracker(config.report_to, str(out / "tracking"))
     try:
         for k in range(1, config.iterations + 1):
             it = out / f"iter{k}"
@@ -166,17 +170,17 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
             if search.prm_prior_weight > 0 and prev_prm is None:
                 logger.warning("iter%d: no PRM from iteration %d; searching without the PRM prior", k, k - 1)
                 search = dataclasses.replace(search, prm_prior_weight=0.0)
-            rollout_cfg = _with(config.rollout, "rollout", seeds=[str(it / "questions.jsonl")],
-                                output_dir=str(it / "rollout"), model=config.base_model, backend=config.backend,
-                                engine=config.engine_options(), adapter=adapter, limit=None, search=search,
-                                prompt=prompt, prm=prev_prm if search.prm_prior_weight > 0 else None)
+            rollout_cfg = _with(config.rollout.with_engine(config.engine_config(adapter)), "rollout",
+                                seeds=[str(it / "questions.jsonl")], output_dir=str(it / "rollout"), limit=None,
+                                search=search, prompt=prompt, prm=prev_prm if search.prm_prior_weight > 0 else None)
             fp = {**rollout_fingerprint(rollout_cfg), "questions": [q.id for q in questions],
                   "prm_stage": lineage.get(prm_stage) if rollout_cfg.prm else None}
             lineage[str(it / "rollout")] = _digest(fp)
-            stages.append(run_stage(f"iter{k}/rollout", it / "rollout", lambda rollout_cfg=rollout_cfg: run_rollout(
+            rollout = run_stage(f"iter{k}/rollout", it / "rollout", lambda rollout_cfg=rollout_cfg: run_rollout(
                 rollout_cfg, engine=None if uses_ray else engines.get(), progress=progress, force=force),
                 inputs={"questions": len(questions), "adapter": adapter, "prm": rollout_cfg.prm},
-                fingerprint=fp, force=force))
+                fingerprint=fp, force=force, read=partial(RolloutResult.from_dict, output_dir=rollout_cfg.output_dir))
+            stages.append(rollout)
             # Newest first: where a cap on paths per question applies, the newest policy's paths win.
             tree_dirs = [str(it / "rollout"), *tree_dirs] if config.accumulate_trees else [str(it / "rollout")]
             policy_cfg = _with(config.policy, "policy", trees=list(tree_dirs), base_model=config.base_model,
@@ -184,35 +188,43 @@ def run(config: EvolveConfig, progress: bool = True, force: bool = False) -> dic
             fp = _train_fingerprint(policy_cfg, tree_dirs, lineage)
             lineage[str(it / "policy")] = _digest(fp)
             policy = run_stage(f"iter{k}/policy", it / "policy",
-                               lambda cfg=policy_cfg, adapter=adapter: _train(train_policy, cfg, progress, adapter,
-                                                                              engines),
-                               inputs={"trees": tree_dirs}, fingerprint=fp, force=force)
+                               lambda cfg=policy_cfg, adapter=adapter: _train(train_policy, "policy", cfg, progress,
+                                                                              adapter, engines),
+                               inputs={"trees": tree_dirs}, fingerprint=fp, force=force,
+                               read=partial(TrainResult.from_dict, kind="policy"))
             prm_cfg = _with(config.prm, "prm", trees=list(tree_dirs), base_model=config.base_model,
                             output_dir=str(it / "prm"))
             fp = _train_fingerprint(prm_cfg, tree_dirs, lineage)
             lineage[str(it / "prm")] = _digest(fp)
             prm = run_stage(f"iter{k}/prm", it / "prm",
-                            lambda cfg=prm_cfg: _train(train_prm, cfg, progress, None, engines),
-                            inputs={"trees": tree_dirs}, fingerprint=fp, force=force)
+                            lambda cfg=prm_cfg: _train(train_prm, "prm", cfg, progress, None, engines),
+                            inputs={"trees": tree_dirs}, fingerprint=fp, force=force,
+                            read=partial(TrainResult.from_dict, kind="prm"))
             stages += [policy, prm]
             _free_gpu_memory()
-            prm_dir = prm.summary.get("prm_dir", str(it / "prm")) if "skipped" not in prm.summary else None
+            prm_dir = None if prm.result.skipped else prm.result.output_dir  # PRM k+1 (None: nothing trained)
             prev_prm, prm_stage = prm_dir, str(it / "prm")
             resume = {"force": force, "prm_stage": lineage[prm_stage] if prm_dir else None}
             if k == 1 and config.eval_base:
                 evals.append(("base", _evaluate(config, engines, eval_files, None, prm_dir,
                                                 out / "iter0" / "eval", "iter0/eval", progress, run_eval, **resume)))
-            # A policy stage with nothing to learn from keeps the previous policy.
-            adapter = policy.summary.get("adapter_dir")
+            if not policy.result.skipped:  # a policy stage with nothing to learn from keeps the previous policy
+                adapter = policy.result.output_dir
             evals.append((f"iter{k}", _evaluate(config, engines, eval_files, adapter, prm_dir,
                                                 it / "eval", f"iter{k}/eval", progress, run_eval, **resume)))
+            if k == 1 and config.eval_base:
+                tracker.log(iteration_metrics(eval_rows=eval_rows("base", evals[0][1])), step=0)
+            tracker.log(iteration_metrics(rollout.result, eval_rows(f"iter{k}", evals[-1][1]),
+                                          {"policy": policy.result, "prm": prm.result}), step=k)
     except BaseException:
+        tracker.close()
         try:  # a dead engine may fail to close: never let that hide the error that stopped the loop
             engines.close()
         except Exception as exc:  # noqa: BLE001
             logger.error("could not close the generation engine after an error: %s", exc)
         raise
     engines.close()
+    tracker.close()
     stages += [r for _, r in evals]
     report = write_report(out, evals, stages, config.eval.paper_columns, config.eval.paper_reference)
     if contamination is not None:
@@ -285,11 +297,13 @@ def screen_pool(config: EvolveConfig, out: Path, pool: list[MedQuestion],
     return kept, summary
 
 
-def _train(trainer, cfg, progress: bool, fallback_adapter: Optional[str], engines: "_Engines") -> dict[str, Any]:
+def _train(trainer, kind: str, cfg, progress: bool, fallback_adapter: Optional[str],
+           engines: "_Engines") -> TrainResult:
     """Run a trainer, or record why there was nothing to train on (no correct trajectory for
     the policy, no finished trajectory at all for the PRM): small searches with weak models
-    can end that way, and the loop then goes on with the previous policy or without a PRM.
-    With ``release_engine`` the generation engine is closed first, so training has its memory."""
+    can end that way, and the loop then goes on with the previous policy (``fallback_adapter``
+    as the result's ``output_dir``) or without a PRM. With ``release_engine`` the generation
+    engine is closed first, so training has its memory."""
     from meds3.train import NoTrainingData
 
     if engines.config.releases_engine():
@@ -299,7 +313,7 @@ def _train(trainer, cfg, progress: bool, fallback_adapter: Optional[str], engine
         return trainer(cfg, progress=progress)
     except NoTrainingData as exc:
         logger.warning("%s; nothing to train", exc)
-        return {"skipped": exc.reason, "adapter_dir": fallback_adapter}
+        return TrainResult.skip(kind, exc.reason, fallback_adapter)
 
 
 def _free_gpu_memory() -> None:
@@ -319,8 +333,8 @@ def _free_gpu_memory() -> None:
 def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter: Optional[str], prm: Optional[str],
               directory: Path, name: str, progress: bool, run_eval, force: bool = False,
               prm_stage: Optional[str] = None) -> StageResult:
-    eval_cfg = _with(config.eval, "eval", datasets=list(files), model=config.base_model, backend=config.backend,
-                     engine=config.engine_options(), adapter=adapter, prm=prm, output_dir=str(directory))
+    eval_cfg = _with(config.eval.with_engine(config.engine_config(adapter)), "eval", datasets=list(files), prm=prm,
+                     output_dir=str(directory))
     # With release_engine, run_eval builds its own engine and closes it before PRM scoring;
     # on Ray (eval.ray.enabled) every actor builds one and closes it before the driver scores.
     own = config.releases_engine() or eval_cfg.ray.enabled
@@ -332,7 +346,8 @@ def _evaluate(config: EvolveConfig, engines: _Engines, files: list[str], adapter
     fp = {"generation": eval_cfg.generation_key(), "config": settings, "prm_stage": prm_stage}
     return run_stage(name, directory, lambda: run_eval(eval_cfg, engine=None if own else engines.get(),
                                                        progress=progress, force=force),
-                     inputs={"datasets": files, "adapter": adapter, "prm": prm}, fingerprint=fp, force=force)
+                     inputs={"datasets": files, "adapter": adapter, "prm": prm}, fingerprint=fp, force=force,
+                     read=partial(EvalResult.from_dict, output_dir=str(directory)))
 
 
 def _digest(fingerprint: dict[str, Any]) -> str:
@@ -346,7 +361,8 @@ def _train_fingerprint(cfg: Any, tree_dirs: list[str], lineage: dict[str, str]) 
     the rollout stages whose trees it reads."""
     from meds3.config import to_dict
 
-    return {"config": {k: v for k, v in to_dict(cfg).items() if k != "output_dir"},
+    # where losses are reported does not change what is trained: a resume may change it
+    return {"config": {k: v for k, v in to_dict(cfg).items() if k not in ("output_dir", "report_to", "logging_dir")},
             "trees": {d: lineage.get(d) for d in tree_dirs}}
 
 

@@ -21,7 +21,7 @@ Without any budget the whole response is one plain sampling call.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Sequence
 
 from meds3.engines.types import GenerationRequest, SamplingParams, sample_seed
@@ -90,24 +90,21 @@ class BudgetConfig:
         return self.think_end + self.answer_cue
 
 
-@dataclass
-class Generation:
-    """One response as generated, with its token accounting.
+@dataclass(kw_only=True)
+class TokenUsage:
+    """Token accounting of one response, shared by :class:`Generation` and the sampler's
+    ``Response`` (keyword-only, so each keeps its own positional fields first).
 
     Attributes:
-        text: the response text (model output and inserted texts, decoded).
-        token_ids: every token after the prompt, generated or inserted, in order.
         thinking_tokens: tokens the model generated while thinking.
         answer_tokens: tokens the model generated after the end of thinking (0 without
             forcing: then every token counts as thinking).
-        inserted_tokens: tokens of inserted texts (``wait_text``, the forced text).
+        inserted_tokens: tokens of inserted texts (``wait_text``, the forced text); not generated.
         forced_stop: thinking was cut at ``max_thinking_tokens``.
         waits: ``wait_text`` insertions.
-        finish_reason: how the last engine call of the response ended.
+        finish_reason: how the last engine call of the response ended (``eos``, ``length``, ``stop``).
     """
 
-    text: str
-    token_ids: list[int] = field(default_factory=list)
     thinking_tokens: int = 0
     answer_tokens: int = 0
     inserted_tokens: int = 0
@@ -119,6 +116,27 @@ class Generation:
     def num_tokens(self) -> int:
         """Tokens the model generated (what the response cost)."""
         return self.thinking_tokens + self.answer_tokens
+
+    def usage(self) -> "TokenUsage":
+        """The accounting alone (a plain :class:`TokenUsage` copy)."""
+        return TokenUsage(**{name: getattr(self, name) for name in USAGE_FIELDS})
+
+
+#: The fields of :class:`TokenUsage`, in order.
+USAGE_FIELDS = tuple(f.name for f in fields(TokenUsage))
+
+
+@dataclass
+class Generation(TokenUsage):
+    """One response as generated, with its token accounting (:class:`TokenUsage`).
+
+    Attributes:
+        text: the response text (model output and inserted texts, decoded).
+        token_ids: every token after the prompt, generated or inserted, in order.
+    """
+
+    text: str
+    token_ids: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from meds3.data.prompts import PromptConfig, assistant_prefix, render_prompt, split_steps
 from meds3.data.question import MedQuestion
 from meds3.engines.types import SamplingParams
-from meds3.infer.budget import BudgetConfig, Generation, generate_with_budget
+from meds3.infer.budget import USAGE_FIELDS, BudgetConfig, Generation, TokenUsage, generate_with_budget
 from meds3.verify import Verdict, extract_answer, verify
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,10 @@ class SamplerConfig:
 
 
 @dataclass
-class Response:
-    """One sampled response to one question.
+class Response(TokenUsage):
+    """One sampled response to one question, with its token accounting (:class:`TokenUsage`:
+    ``num_tokens``, ``thinking_tokens``, ``answer_tokens``, ``inserted_tokens``,
+    ``forced_stop``, ``waits``, ``finish_reason``, keyword-only).
 
     Attributes:
         question_id: id of the question.
@@ -72,13 +74,6 @@ class Response:
         answer: normalized extracted answer (None: unverifiable, no answer found).
         correct: verdict against the gold answer (None: no gold answer or no answer).
         reason: the verifier's explanation.
-        num_tokens: tokens the model generated for it.
-        thinking_tokens: of those, tokens spent thinking.
-        answer_tokens: of those, tokens written after the end of thinking.
-        inserted_tokens: tokens inserted by budget forcing (not generated).
-        forced_stop: thinking was cut at the maximum budget.
-        waits: "Wait" insertions (minimum budget).
-        finish_reason: how generation ended (``eos``, ``length``, ``stop``).
         step_scores: PRM probability per step, Step 0 included (None until scored).
     """
 
@@ -89,13 +84,6 @@ class Response:
     answer: Optional[str]
     correct: Optional[bool]
     reason: str = ""
-    num_tokens: int = 0
-    thinking_tokens: int = 0
-    answer_tokens: int = 0
-    inserted_tokens: int = 0
-    forced_stop: bool = False
-    waits: int = 0
-    finish_reason: str = ""
     step_scores: Optional[list[float]] = None
 
     @property
@@ -104,13 +92,27 @@ class Response:
         return Verdict(self.correct, self.answer, self.reason)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; :meth:`from_dict` inverts it."""
-        return asdict(self)
+        """JSON-ready dict with ``num_tokens`` (keys in the order stored files have always had);
+        :meth:`from_dict` inverts it."""
+        data = asdict(self)
+        usage = {name: data.pop(name) for name in USAGE_FIELDS}
+        step_scores = data.pop("step_scores")
+        return {**data, "num_tokens": self.num_tokens, **usage, "step_scores": step_scores}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Response":
-        """Build from :meth:`to_dict` output."""
-        return cls(**data)
+        """Build from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: a stored ``num_tokens`` that is not thinking + answer tokens.
+        """
+        data = dict(data)
+        num_tokens = data.pop("num_tokens", None)
+        response = cls(**data)
+        if num_tokens is not None and num_tokens != response.num_tokens:
+            raise ValueError(f"response {response.question_id}#{response.index}: num_tokens {num_tokens} is not "
+                             f"thinking_tokens + answer_tokens ({response.num_tokens})")
+        return response
 
 
 def question_seed(seed: Optional[int], question_id: str) -> Optional[int]:
@@ -134,9 +136,8 @@ def make_response(question: MedQuestion, index: int, gen: Generation,
         answer, correct, reason = v.extracted, v.correct, v.reason
     else:
         answer, correct, reason = extract_answer(gen.text, question), None, "no gold answer"
-    return Response(question.id, index, gen.text, steps, answer, correct, reason, gen.num_tokens,
-                    gen.thinking_tokens, gen.answer_tokens, gen.inserted_tokens, gen.forced_stop, gen.waits,
-                    gen.finish_reason)
+    return Response(question_id=question.id, index=index, text=gen.text, steps=steps, answer=answer,
+                    correct=correct, reason=reason, **asdict(gen.usage()))
 
 
 def sample_responses(engine: Any, questions: Sequence[MedQuestion], config: SamplerConfig | None = None,

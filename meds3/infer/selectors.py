@@ -154,6 +154,10 @@ def _build_registry() -> dict[str, Selector]:
 #: Selector name -> function. ``greedy`` is not a selector: it is a separate n=1, T=0 run.
 SELECTORS: dict[str, Selector] = _build_registry()
 
+#: Selector name -> whether it reads PRM step scores (registered with it; a name missing here,
+#: e.g. put into ``SELECTORS`` by hand, counts as needing them, so its scores are computed).
+PRM_SELECTORS: dict[str, bool] = {name: name != "majority" for name in SELECTORS}
+
 
 def get_selector(name: str) -> Selector:
     """The selector registered as ``name``.
@@ -168,11 +172,32 @@ def get_selector(name: str) -> Selector:
 
 
 def needs_prm(name: str) -> bool:
-    """Whether selector ``name`` uses PRM step scores."""
+    """Whether selector ``name`` uses PRM step scores, as registered (what decides whether a
+    PRM is loaded and scored for it).
+
+    Raises:
+        ValueError: unknown name.
+    """
     get_selector(name)
-    return name != "majority"
+    return PRM_SELECTORS.get(name, True)
 
 
-def register_selector(name: str, selector: Selector) -> None:
-    """Add a selector under ``name`` (it then works in :func:`meds3.infer.answer` and the eval)."""
+def register_selector(name: str, selector: Selector, *, needs_prm: bool = True) -> None:
+    """Add a selector under ``name`` (it then works in :func:`meds3.infer.answer` and the eval).
+
+    Args:
+        name: the name configs and ``answer(selector=...)`` use; an existing name is replaced.
+        selector: ``selector(answers, step_scores) -> Selection``.
+        needs_prm: whether it reads ``step_scores``: then a PRM is loaded and every response
+            scored for it, and without a PRM it is skipped (eval) or replaced by majority vote
+            (:func:`meds3.infer.answer`); False: it is called with ``step_scores=None``.
+
+    Raises:
+        ValueError: an empty name or a selector that is not callable.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a selector needs a non-empty name, got {name!r}")
+    if not callable(selector):
+        raise ValueError(f"selector {name!r} must be callable, got {type(selector).__name__}")
     SELECTORS[name] = selector
+    PRM_SELECTORS[name] = bool(needs_prm)

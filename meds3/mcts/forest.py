@@ -265,15 +265,7 @@ class Forest:
                     yield self._finished(search.tree)
                 return
             ready = self._poll(flights, owner)
-            if held and not self.failed_rounds:  # an engine call succeeded: the engine works
-                for search in held:
-                    yield self._finished(search.tree)
-                held, self._held_ids = [], set()
-            self.stats.rounds += 1
-            self.stats.live_trees = len(live)
-            self.stats.live_nodes = sum(len(search.tree.nodes) for search in live)
-            if on_round is not None:
-                on_round(self.stats)
+            yield from self._end_round(live, held, on_round)
 
     def _launch(self, ready: list[TreeSearch], flights: dict, owner: dict) -> list["_Flight"]:
         """Prepare the next requests of ``ready`` trees: score their PRM requests (one value-model
@@ -419,15 +411,22 @@ class Forest:
                     return
                 continue
             self._run_round(batch)
-            if held and not self.failed_rounds:  # an engine call succeeded: the engine works
-                for search in held:
-                    yield self._finished(search.tree)
-                held, self._held_ids = [], set()
-            self.stats.rounds += 1
-            self.stats.live_trees = len(live)
-            self.stats.live_nodes = sum(len(search.tree.nodes) for search in live)
-            if on_round is not None:
-                on_round(self.stats)
+            yield from self._end_round(live, held, on_round)
+
+    def _end_round(self, live: list[TreeSearch], held: list[TreeSearch],
+                   on_round: Callable[[ForestStats], None] | None) -> Iterator[Tree]:
+        """After a round (or poll): release the held trees once an engine call has succeeded
+        (``held`` is emptied in place), update the stats and report them."""
+        if held and not self.failed_rounds:  # an engine call succeeded: the engine works
+            for search in held:
+                yield self._finished(search.tree)
+            held.clear()
+            self._held_ids = set()
+        self.stats.rounds += 1
+        self.stats.live_trees = len(live)
+        self.stats.live_nodes = sum(len(search.tree.nodes) for search in live)
+        if on_round is not None:
+            on_round(self.stats)
 
     def _start(self, question: MedQuestion) -> TreeSearch:
         """A new search; one whose question cannot even start is returned already failed."""

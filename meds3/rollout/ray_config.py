@@ -63,3 +63,22 @@ class RayConfig:
         if self.max_worker_replacements is not None:
             return self.max_worker_replacements
         return self.num_workers * (self.max_unit_retries + 1 + math.ceil(math.log2(self.unit_size)))
+
+
+RAY_INSTALL_HINT = "pip install 'meds3[ray]'"
+
+
+def require_ray():
+    """The ``ray`` module, imported for a command that runs on Ray (Ray is an optional extra).
+
+    Raises:
+        ConfigError: Ray is not installed (the message has the install command).
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        from meds3.config import ConfigError
+
+        raise ConfigError(f"this job runs on Ray (--ray, ray.enabled or a Ray address), but Ray is not "
+                          f"installed ({exc}); install it with: {RAY_INSTALL_HINT}") from exc
+    return ray

@@ -25,6 +25,7 @@ from meds3.data.question import MedQuestion
 from meds3.io import atomic_write_json
 from meds3.locks import locks_output
 from meds3.mcts.node import Tree
+from meds3.results import RolloutResult
 from meds3.rollout.ray_units import RayUnitJob, Unit, WorkerState, connect
 from meds3.rollout.ray_worker import EngineFactory, RolloutWorker
 from meds3.rollout.runner import RolloutConfig, close_job, forest_schedule, open_job
@@ -97,8 +98,8 @@ class RayRolloutJob(RayUnitJob):
     def trees_done(self) -> int:
         return self.items_done
 
-    def run(self, force: bool = False) -> dict[str, Any]:
-        """Search every question not yet stored; returns the summary (also in ``summary.json``).
+    def run(self, force: bool = False) -> RolloutResult:
+        """Search every question not yet stored; returns the result (also in ``summary.json``).
         ``force``: a store searched with other settings is moved aside (:func:`open_job`)."""
         out, store, todo = open_job(self.config, force)
         started = time.perf_counter()
@@ -126,8 +127,8 @@ class RayRolloutJob(RayUnitJob):
 @locks_output("rollout")
 def run_ray_rollout(config: RolloutConfig, progress: bool = True, engine_factory: Optional[EngineFactory] = None,
                     on_unit_done: Optional[Callable[[RayRolloutJob, dict], None]] = None,
-                    force: bool = False) -> dict[str, Any]:
-    """Run a rollout job on Ray actors; resumable, with the same store and summary as the local runner.
+                    force: bool = False) -> RolloutResult:
+    """Run a rollout job on Ray actors; resumable, with the same store and result as the local runner.
 
     Connects to Ray as ``config.ray.address`` says unless already connected (then the
     connection is reused and left open).
@@ -141,11 +142,12 @@ def run_ray_rollout(config: RolloutConfig, progress: bool = True, engine_factory
             instead of being refused.
 
     Returns:
-        :func:`meds3.rollout.summarize` of every stored tree, plus ``ray``: seconds, trees/s,
+        The :class:`~meds3.results.RolloutResult` of every stored tree; its ``details["ray"]``: seconds, trees/s,
         tokens/s, retries, ``failed_units``, ``closed_workers`` and ``per_worker`` throughput.
     """
-    import ray
+    from meds3.rollout.ray_config import require_ray
 
+    ray = require_ray()  # an optional extra: a clear install hint instead of an ImportError
     connected = connect(config.ray)
     try:
         return RayRolloutJob(config, engine_factory, progress, on_unit_done).run(force)

@@ -107,10 +107,10 @@ def actor_info() -> dict[str, Any]:
 
 def default_engine_factory(config: Any):
     """The engine an actor builds from its job's config (rollout or evaluation alike):
-    ``build_engine(config.model, backend=config.backend, **config.engine_options())``."""
-    from meds3.engines import build_engine
+    :func:`meds3.engines.config.build_engine_from`."""
+    from meds3.engines.config import build_engine_from
 
-    return build_engine(config.model, backend=config.backend, **config.engine_options())
+    return build_engine_from(config)
 
 
 class EngineActor:

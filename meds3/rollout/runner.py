@@ -6,17 +6,19 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from meds3.config import save_config
 from meds3.data.loaders import load_questions
 from meds3.data.prompts import PromptConfig
 from meds3.data.question import MedQuestion
+from meds3.engines.config import EngineConfig, build_engine_from
 from meds3.io import atomic_write_json
 from meds3.locks import locks_output
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.forest import Forest, ForestStats
 from meds3.mcts.node import Tree
+from meds3.results import RolloutResult
 from meds3.rollout.ray_config import RayConfig
 from meds3.rollout.store import TreeStore
 
@@ -24,17 +26,15 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RolloutConfig:
-    """A rollout job: which questions, which policy, where the trees go."""
+class RolloutConfig(EngineConfig):
+    """A rollout job: which questions, which policy, where the trees go. The policy is the
+    inherited :class:`~meds3.engines.config.EngineConfig` (``model``, ``backend``, ``engine``,
+    ``adapter``)."""
 
     seeds: list[str] = field(default_factory=lambda: ["seed_data/clinical_calc.jsonl"])  # question files
     seed_format: str = "auto"  # loader format of the seed files
     limit: Optional[int] = None  # first N questions of the seed files (None: all)
     output_dir: str = "runs/rollout"  # tree shards, config and summary
-    model: str = "smollm2-135m-instruct"  # path, embedded alias or Hugging Face id
-    backend: Literal["transformers", "vllm"] = "transformers"
-    engine: dict[str, Any] = field(default_factory=dict)  # options of build_engine for the backend
-    adapter: Optional[str] = None  # LoRA adapter of the policy (None: the base model)
     prm: Optional[str] = None  # PRM directory scoring new steps when search.prm_prior_weight > 0
     max_prompt_tokens: int = 1024  # room for the rendered question in the context-length check
     live_trees: int = 16  # trees searched at once; their requests share each engine call
@@ -53,6 +53,7 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         from meds3.config import check_output_dir
 
+        super().__post_init__()
         check_output_dir(self.output_dir)
         if not self.seeds:
             raise ValueError("seeds must list at least one question file")
@@ -107,10 +108,11 @@ def forest_schedule(config: RolloutConfig) -> str:
     this repository's CPU measurements (docs/benchmarks.md, "Search utilization") the round
     schedule was faster with the transformers engine (its decode loop already batches
     continuously inside a call, and each admission into a running batch copies the batch's KV)
-    and the async one with vLLM (paged KV: joining a running batch is free)."""
+    and the async one with vLLM (paged KV: joining a running batch is free), so also with the
+    openai backend, whose server batches every request in flight."""
     if config.schedule != "auto":
         return config.schedule
-    return "async" if config.backend == "vllm" else "rounds"
+    return "async" if config.backend in ("vllm", "openai") else "rounds"  # openai: the server is vLLM-like
 
 
 def rollout_fingerprint(config: RolloutConfig) -> dict[str, Any]:
@@ -200,7 +202,7 @@ def _count(items) -> dict[str, int]:
 
 
 @locks_output("rollout")
-def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force: bool = False) -> dict[str, Any]:
+def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force: bool = False) -> RolloutResult:
     """Search every seed question not yet in the store; resumable. With ``config.ray.enabled``
     the job runs on Ray actors (:func:`meds3.rollout.ray_runner.run_ray_rollout`).
 
@@ -213,7 +215,8 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force
             (``superseded-<time>/``) and start afresh instead of refusing.
 
     Returns:
-        The summary of every tree in the store (also written to ``summary.json``).
+        The :class:`~meds3.results.RolloutResult` of every tree in the store (its ``to_dict()``
+        is written to ``summary.json``).
 
     Raises:
         ValueError: an engine object given for a Ray job (each actor builds its own).
@@ -232,9 +235,7 @@ def run_rollout(config: RolloutConfig, engine=None, progress: bool = True, force
     out, store, todo = open_job(config, force)
     if todo:
         if engine is None:
-            from meds3.engines import build_engine
-
-            engine = build_engine(config.model, backend=config.backend, **config.engine_options())
+            engine = build_engine_from(config)
         from meds3.rollout.shipping import dir_sha256
 
         _search_into(build_forest(config, engine), todo, store, progress, dir_sha256(config.adapter))
@@ -265,15 +266,17 @@ def open_job(config: RolloutConfig, force: bool = False) -> tuple[Path, TreeStor
     return out, store, todo
 
 
-def close_job(out: Path, store: TreeStore, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Flush the store and write ``summary.json``: :func:`summarize` of every stored tree plus ``extra``."""
+def close_job(out: Path, store: TreeStore, extra: dict[str, Any] | None = None) -> RolloutResult:
+    """Flush the store and write ``summary.json``: :func:`summarize` of every stored tree plus
+    ``extra``, as the returned :class:`~meds3.results.RolloutResult` (``to_dict()``)."""
     store.close()
     attempts = store.attempts()
     summary = {**summarize(list(store.iter_trees())),
                "tree_attempts": {"retried": sum(n > 1 for n in attempts.values()), "given_up": store.given_up()},
                **(extra or {})}
-    atomic_write_json(out / "summary.json", summary)
-    return summary
+    result = RolloutResult.from_dict(summary, output_dir=str(out))
+    atomic_write_json(out / "summary.json", result.to_dict())
+    return result
 
 
 def _search_into(forest: Forest, todo: list[MedQuestion], store: TreeStore, progress: bool,

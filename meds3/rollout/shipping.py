@@ -25,7 +25,9 @@ def pack_dir(path: str | os.PathLike) -> dict[str, bytes]:
         FileNotFoundError: ``path`` is not a directory.
         ValueError: more than :data:`MAX_SHIPPED_BYTES` of files.
     """
-    root = Path(path)
+    from meds3.hub import resolve_hub
+
+    root = resolve_hub(path)  # a local folder, or a Hub id's snapshot (meds3.hub)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory to ship to the Ray actors")
     files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -197,12 +197,18 @@ def scan_store(root: str | os.PathLike) -> dict[str, StoredTree]:
 
 def read_trees(root: str | os.PathLike) -> Iterator[Tree]:
     """Every tree of a tree folder, once per question: the newest stored one (an earlier
-    failed attempt is left out), in the order of those newest trees.
+    failed attempt is left out), in the order of those newest trees. ``root`` may also be a
+    folder holding ``trees/``, or a Hub dataset (``hf://datasets/owner/name``, :mod:`meds3.hub`).
 
     Raises:
         DataError: a damaged shard (see :func:`read_shard`); the whole folder is checked
             before the first tree is yielded.
     """
+    from meds3.hub import resolve_hub
+
+    root = resolve_hub(root, repo_type="dataset")  # a local folder, or a Hub dataset's snapshot (meds3.hub)
+    if not any(root.glob(SHARD_GLOB)) and (root / "trees").is_dir():
+        root = root / "trees"  # a rollout output folder, or a pushed trees dataset (meds3.hub.push_dataset)
     index = scan_store(root)
     wanted: dict[Path, set[int]] = {}
     for entry in index.values():

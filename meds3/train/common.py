@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from meds3.data.errors import DataError
 from meds3.data.prompts import PromptConfig
@@ -22,6 +23,101 @@ LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 class NoTrainingData(DataError):
     """The trees hold no example for this trainer (no correct path for the policy, no finished
     path for the PRM): a small search with a weak model can end that way."""
+
+
+#: Keys of ``summary.json`` written before :class:`TrainResult` (read back by :meth:`TrainResult.from_dict`).
+_LEGACY_LOSS_KEYS = ("first_loss", "last_loss")
+
+
+@dataclass
+class TrainResult:
+    """What a policy or PRM training run produced (``train_policy`` / ``train_prm`` return it).
+
+    ``output_dir`` is what a later stage loads: the adapter folder of a policy (an engine's
+    ``adapter``), the PRM output folder of a PRM (``PRMScorer(output_dir)``); ``None`` for a
+    skipped run with nothing to load. ``skipped`` says why a run trained nothing (no correct
+    trajectory for the policy, no finished one for the PRM); the counts are then 0.
+    """
+
+    kind: str  # "policy" or "prm"
+    output_dir: Optional[str]
+    records: int = 0  # records written to data.jsonl
+    metrics: dict[str, float] = field(default_factory=dict)  # first_loss, last_loss (when a loss was logged)
+    skipped: Optional[str] = None
+    examples: int = 0  # tokenized examples (a record can be dropped when nothing is left to learn)
+    questions: int = 0  # distinct questions of the records
+    steps: int = 0  # optimizer steps
+    epochs: float = 0.0
+    losses: list[float] = field(default_factory=list)  # every logged training loss
+    seconds: float = 0.0  # wall time of trainer.train()
+    adapter_dir: Optional[str] = None
+    loss_png: Optional[str] = None
+    device: Optional[str] = None  # "cpu" or "cuda"
+    merged_dir: Optional[str] = None  # policy with merge=true
+    correct_records: Optional[int] = None  # PRM: records whose trajectory ends correct
+    loss_type: Optional[str] = None  # PRM: bce, hard or mse
+
+    @classmethod
+    def skip(cls, kind: str, reason: str, output_dir: Optional[str] = None) -> "TrainResult":
+        """A run that trained nothing, with why; ``output_dir``: what to use instead (the
+        previous policy's adapter), if anything."""
+        return cls(kind=kind, output_dir=output_dir, skipped=reason,
+                   adapter_dir=output_dir if kind == "policy" else None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON data (:meth:`from_dict` reads it back)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], kind: Optional[str] = None) -> "TrainResult":
+        """A result from :meth:`to_dict`, or from a ``summary.json`` / stage summary written
+        before this class (flat ``first_loss``/``last_loss``, no ``output_dir``; a skipped
+        one as ``{"skipped": reason, "adapter_dir": ...}``, whose ``kind`` is then given).
+
+        Raises:
+            ValueError: not a mapping, no ``kind``, or a key that is no field (named).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a training result is a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        names = {f.name for f in fields(cls)}
+        metrics = dict(data.pop("metrics", None) or {})
+        for key in _LEGACY_LOSS_KEYS:
+            value = data.pop(key, None)
+            if value is not None:
+                metrics.setdefault(key, float(value))
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"training result: unknown key(s) {', '.join(map(repr, unknown))}")
+        data.setdefault("kind", kind)
+        if data["kind"] not in ("policy", "prm"):
+            raise ValueError(f"training result: kind must be 'policy' or 'prm', got {data['kind']!r}")
+        if "output_dir" not in data:  # written before TrainResult: derive what to load
+            adapter = data.get("adapter_dir")
+            data["output_dir"] = (adapter if data["kind"] == "policy" or adapter is None
+                                  else str(Path(adapter).parent))
+        return cls(**data, metrics=metrics)
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``summary.json``: the layout it has always had (flat first/last loss,
+        kind-specific keys only where they apply)."""
+        out: dict[str, Any] = {
+            "kind": self.kind, "records": self.records, "examples": self.examples, "steps": self.steps,
+            "epochs": self.epochs, "first_loss": self.metrics.get("first_loss"),
+            "last_loss": self.metrics.get("last_loss"), "losses": list(self.losses), "seconds": self.seconds,
+            "adapter_dir": self.adapter_dir, "loss_png": self.loss_png,
+        }
+        if self.correct_records is not None:
+            out["correct_records"] = self.correct_records
+        out["questions"] = self.questions
+        if self.loss_type is not None:
+            out["loss_type"] = self.loss_type
+        out["device"] = self.device
+        if self.merged_dir is not None:
+            out["merged_dir"] = self.merged_dir
+        if self.skipped is not None:
+            out["skipped"] = self.skipped
+        return out
 
 
 #: Largest LoRA rank accepted: already the hidden size of an 8B model; beyond it a typo.
@@ -54,6 +150,9 @@ class LoRATrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass (8B on one GPU: on)
     load_in_4bit: bool = False  # QLoRA: the frozen base in 4-bit NF4 (needs bitsandbytes and a GPU)
     training_args: dict[str, Any] = field(default_factory=dict)  # extra TrainingArguments (deepspeed, fsdp, ...)
+    # where transformers reports the losses: none, tensorboard, wandb, ... or a list (meds3.tracking)
+    report_to: Union[str, list[str]] = "none"
+    logging_dir: Optional[str] = None  # tensorboard event folder (None: <output_dir>/trainer/runs/<time>_<host>)
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
     def __post_init__(self) -> None:
@@ -82,6 +181,14 @@ class LoRATrainConfig:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
+        from meds3.tracking import report_targets
+
+        report_targets(self.report_to)  # an unknown integration fails here, not after loading the model
+        if self.logging_dir is not None:
+            check_output_dir(self.logging_dir, "logging_dir")
+        for key in ("report_to", "logging_dir"):
+            if key in self.training_args:
+                raise ValueError(f"training_args: set {key} as the config key {key!r}, not in training_args")
         if self.training_args:
             import inspect
 
@@ -170,8 +277,11 @@ def lora_config(config: LoRATrainConfig, task_type: str):
 
 
 def training_arguments(config: LoRATrainConfig, output_dir: Path, progress: bool):
-    """transformers ``TrainingArguments``: no checkpoints, a loss logged every step."""
+    """transformers ``TrainingArguments``: no checkpoints, a loss logged every ``logging_steps``
+    and reported to ``config.report_to``."""
     from transformers import TrainingArguments
+
+    from meds3.tracking import report_targets
 
     device = resolve_device(config.device)
     return TrainingArguments(
@@ -180,7 +290,8 @@ def training_arguments(config: LoRATrainConfig, output_dir: Path, progress: bool
         num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay, logging_steps=config.logging_steps, seed=config.seed,
-        data_seed=config.seed, save_strategy="no", report_to="none", use_cpu=device == "cpu",
+        data_seed=config.seed, save_strategy="no", report_to=report_targets(config.report_to) or "none",
+        use_cpu=device == "cpu",
         bf16=device == "cuda", disable_tqdm=not progress, remove_unused_columns=False,
         dataloader_num_workers=0, logging_first_step=True,
         gradient_checkpointing=config.gradient_checkpointing,
@@ -202,6 +313,27 @@ def attach_logging(trainer, progress: bool) -> None:
     if not progress:
         trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LossLogger())
+
+
+def attach_logging_dir(trainer, config: LoRATrainConfig) -> None:
+    """Send the tensorboard events of ``report_to`` to ``config.logging_dir`` (None: transformers'
+    default, ``<trainer output_dir>/runs/<time>_<host>``).
+
+    Why a callback of our own: transformers 5 removed ``TrainingArguments.logging_dir`` (its
+    ``TensorBoardCallback`` reads the ``TENSORBOARD_LOGGING_DIR`` environment variable instead,
+    which would leak into every later run of the process); a callback built with its writer
+    is the public way to choose the folder.
+    """
+    from transformers.integrations import TensorBoardCallback
+
+    if config.logging_dir is None:
+        return
+    if not any(isinstance(cb, TensorBoardCallback) for cb in trainer.callback_handler.callbacks):
+        return  # tensorboard is not among report_to
+    from torch.utils.tensorboard import SummaryWriter
+
+    trainer.remove_callback(TensorBoardCallback)
+    trainer.add_callback(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=config.logging_dir)))
 
 
 def loss_history(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
@@ -241,18 +373,21 @@ def write_meta(adapter_dir: Path, kind: str, config: LoRATrainConfig, **extra: A
 
 
 def finish_summary(out: Path, kind: str, trainer, n_records: int, n_examples: int, seconds: float,
-                   adapter_dir: Path, **extra: Any) -> dict[str, Any]:
-    """Write ``summary.json`` and ``loss.png``; return the summary."""
+                   adapter_dir: Path, output_dir: Path, **extra: Any) -> TrainResult:
+    """Write ``summary.json`` and ``loss.png``; return the run's :class:`TrainResult`.
+
+    Args:
+        extra: further :class:`TrainResult` fields (``questions``, ``device``, ...).
+    """
     history = [(step, round(loss, 6)) for step, loss in loss_history(trainer.state.log_history)]
     plot_loss(history, out / "loss.png", f"{kind} LoRA training loss")
-    summary = {
-        "kind": kind, "records": n_records, "examples": n_examples,
-        "steps": int(trainer.state.global_step), "epochs": round(float(trainer.state.epoch or 0), 4),
-        "first_loss": history[0][1] if history else None, "last_loss": history[-1][1] if history else None,
-        "losses": [v for _, v in history], "seconds": round(seconds, 1),
-        "adapter_dir": str(adapter_dir), "loss_png": str(out / "loss.png"), **extra,
-    }
-    atomic_write_json(out / "summary.json", summary)
-    logger.info("%s training: %d examples, %d steps, loss %s -> %s in %.0f s; adapter in %s", kind,
-                n_examples, summary["steps"], summary["first_loss"], summary["last_loss"], seconds, adapter_dir)
-    return summary
+    metrics = {"first_loss": history[0][1], "last_loss": history[-1][1]} if history else {}
+    result = TrainResult(
+        kind=kind, output_dir=str(output_dir), records=n_records, metrics=metrics, examples=n_examples,
+        steps=int(trainer.state.global_step), epochs=round(float(trainer.state.epoch or 0), 4),
+        losses=[v for _, v in history], seconds=round(seconds, 1), adapter_dir=str(adapter_dir),
+        loss_png=str(out / "loss.png"), **extra)
+    atomic_write_json(out / "summary.json", result.summary())
+    logger.info("%s training: %d examples, %d steps, loss %s -> %s in %.0f s; adapter in %s", kind, n_examples,
+                result.steps, metrics.get("first_loss"), metrics.get("last_loss"), seconds, adapter_dir)
+    return result

@@ -60,7 +60,8 @@ class PRMDataConfig:
 
 
 def iter_trees(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Iterator[Tree]:
-    """Trees from rollout output folders (``<dir>/trees/``), tree folders or shard files.
+    """Trees from rollout output folders (``<dir>/trees/``), tree folders, shard files or Hub
+    datasets of trees (``hf://datasets/owner/name`` or a bare ``owner/name``, :mod:`meds3.hub`).
 
     A folder gives each question once: its newest stored tree (a failed attempt searched
     again later is left out, :func:`meds3.rollout.store.read_trees`).
@@ -68,12 +69,13 @@ def iter_trees(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> Iterat
     Raises:
         DataError: a path that does not exist, holds no shards, or a malformed tree line.
     """
+    from meds3.hub import resolve_hub
     from meds3.rollout.store import SHARD_GLOB, read_trees
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     for raw in paths:
-        path = Path(raw)
+        path = resolve_hub(raw, repo_type="dataset")  # a local path, or a Hub dataset's snapshot (meds3.hub)
         if path.is_dir():
             folder = path / "trees" if (path / "trees").is_dir() else path
             if not any(folder.glob(SHARD_GLOB)):

