@@ -134,12 +134,15 @@ def test_paper_shaped_evolve_on_a_two_node_ray_cluster(two_node_cluster, tmp_pat
         return [json.loads(p.read_text()) for p in sorted(out.glob(f"iter*/{stage}/manifest.json"))]
 
     at_training: list[tuple[str, list[str], list[int]]] = []
+    # vLLM engines other tests keep up for the whole session (tests/conftest.py) are not this run's
+    before = set(vllm_processes())
 
     def checked(trainer):
         def wrapper(cfg, progress=True):
             pids = [w["pid"] for stage in ("rollout", "eval") for m in manifests(stage)
                     for w in m["summary"].get("ray", {}).get("per_worker", [])]
-            at_training.append((cfg.output_dir, vllm_processes(), [p for p in pids if p and alive(p)]))
+            at_training.append((cfg.output_dir, [p for p in vllm_processes() if p not in before],
+                                [p for p in pids if p and alive(p)]))
             return trainer(cfg, progress=progress)
 
         return wrapper

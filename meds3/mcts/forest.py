@@ -9,8 +9,9 @@ Two schedules, the same trees (with a batch-invariant engine, bit for bit):
   another tree's slow request, so the batch stays full of work that is ready.
 - ``rounds``: every round gathers the pending requests of every live tree (expansions and
   rollouts alike) into one ``Engine.generate`` call; every tree waits for the slowest request
-  of the round. The transformers engine already batches continuously inside one call, and
-  measured faster this way on CPU; ``auto`` (the default) picks it there, async elsewhere.
+  of the round. It is the reference schedule, and ``auto`` (the default) picks it for engines
+  without a stream of their own (only ``generate``); every built-in backend streams and gets
+  ``async``, measured faster on both (docs/benchmarks.md, "Search utilization").
 
 In both, a finished tree is handed to the caller and replaced by the next question.
 """
@@ -26,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from meds3.data.prompts import PromptConfig, render_prompt
 from meds3.data.question import MedQuestion
 from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
-from meds3.engines.base import stream_of
+from meds3.engines.base import Engine, stream_of
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.node import Tree
 from meds3.mcts.search import SearchRequest, TreeSearch
@@ -43,6 +44,13 @@ class EngineFailure(RuntimeError):
     """The engine cannot generate any more: a fatal error (:data:`FATAL_ENGINE_ERRORS`), or
     ``max_engine_failures`` consecutive rounds in which every engine call failed. The trees
     in progress are not returned (a rerun searches them again)."""
+
+
+def engine_streams(engine) -> bool:
+    """Whether ``engine`` runs its own request loop (overrides :meth:`Engine.poll`) rather than
+    streaming through one ``generate`` call per poll (:class:`meds3.engines.base.GenerateStream`)."""
+    poll = getattr(type(engine), "poll", None)
+    return poll is not None and poll is not Engine.poll
 
 
 def is_fatal_engine_error(exc: BaseException) -> bool:
@@ -147,9 +155,9 @@ class Forest:
         max_engine_failures: consecutive rounds in which every engine call fails (each after
             its retry) before :meth:`run` raises :class:`EngineFailure`.
         schedule: ``"async"`` (each tree advances when its own requests finish), ``"rounds"``
-            (one engine call per round of every tree), or ``"auto"``: rounds on the transformers
-            engine, async on any other (measured fastest for each, docs/benchmarks.md); see the
-            module docstring.
+            (one engine call per round of every tree), or ``"auto"``: async on an engine with
+            its own stream (every built-in backend), rounds on one with only ``generate``; see
+            the module docstring.
 
     Raises:
         ValueError: ``live_trees`` or ``max_engine_failures`` < 1, an unknown schedule, or a
@@ -164,7 +172,7 @@ class Forest:
         if live_trees < 1:
             raise ValueError(f"live_trees must be >= 1, got {live_trees}")
         if schedule == "auto":
-            schedule = "rounds" if getattr(engine, "backend", "") == "transformers" else "async"
+            schedule = "async" if engine_streams(engine) else "rounds"
         if schedule not in self.SCHEDULES:
             raise ValueError(f"schedule must be one of {self.SCHEDULES} or 'auto', got {schedule!r}")
         self.schedule = schedule
@@ -271,15 +279,8 @@ class Forest:
         """Prepare the next requests of ``ready`` trees: score their PRM requests (one value-model
         call), submit their generation requests. Returns the flights that need no engine:
         trees that are done (finished or failed) or had only PRM requests (applied here)."""
-        batch = []
-        for search in ready:
-            try:
-                reqs = search.requests()
-            except Exception as exc:  # why: one bad question must not stop the other trees
-                self._fail(search, "preparing requests", exc)
-            if not search.done:
-                batch.append((search, reqs))
-        settled = [_Flight(search, []) for search in ready if search.done]
+        batch, done = self._prepare(ready)
+        settled = [_Flight(search, []) for search in done]
         self._score_prm(batch)
         submit: list[_Flight] = []
         for search, reqs in batch:
@@ -388,14 +389,7 @@ class Forest:
                         exhausted = True
                     else:
                         live.append(self._start(q))
-                batch: list[tuple[TreeSearch, list[SearchRequest]]] = []
-                finished = []
-                for search in live:
-                    try:
-                        reqs = search.requests()
-                    except Exception as exc:  # why: one bad question must not stop the other trees
-                        self._fail(search, "preparing requests", exc)
-                    (finished.append(search) if search.done else batch.append((search, reqs)))
+                batch, finished = self._prepare(live)
                 for search in finished:
                     live.remove(search)
                     if id(search) in self._held_ids:
@@ -412,6 +406,20 @@ class Forest:
                 continue
             self._run_round(batch)
             yield from self._end_round(live, held, on_round)
+
+    def _prepare(self, searches: list[TreeSearch]) -> tuple[list[tuple[TreeSearch, list[SearchRequest]]],
+                                                            list[TreeSearch]]:
+        """Each search's next requests, as ``(batch, done)``: ``(search, requests)`` for the
+        searches that go on, and the searches that are done (finished, or failed here)."""
+        batch: list[tuple[TreeSearch, list[SearchRequest]]] = []
+        done: list[TreeSearch] = []
+        for search in searches:
+            try:
+                reqs = search.requests()
+            except Exception as exc:  # why: one bad question must not stop the other trees
+                self._fail(search, "preparing requests", exc)
+            (done.append(search) if search.done else batch.append((search, reqs)))
+        return batch, done
 
     def _end_round(self, live: list[TreeSearch], held: list[TreeSearch],
                    on_round: Callable[[ForestStats], None] | None) -> Iterator[Tree]:

@@ -40,7 +40,7 @@ class RolloutConfig(EngineConfig):
     live_trees: int = 16  # trees searched at once; their requests share each engine call
     # "async": each tree advances when its own requests finish (the engine's stream; Ray actors
     # then stream their units through one forest); "rounds": one engine call per round of every
-    # tree; "auto": async on vLLM, rounds on transformers (measured fastest for each,
+    # tree; "auto": async for every built-in backend (measured faster on transformers and vLLM,
     # docs/benchmarks.md). The same trees either way with a batch-invariant engine.
     schedule: str = "auto"
     flush_every: int = 8  # trees per shard write
@@ -104,15 +104,15 @@ def build_forest(config: RolloutConfig, engine, value_model=None) -> Forest:
 
 
 def forest_schedule(config: RolloutConfig) -> str:
-    """The forest schedule of a job: ``config.schedule``, with ``auto`` resolved by backend. On
-    this repository's CPU measurements (docs/benchmarks.md, "Search utilization") the round
-    schedule was faster with the transformers engine (its decode loop already batches
-    continuously inside a call, and each admission into a running batch copies the batch's KV)
-    and the async one with vLLM (paged KV: joining a running batch is free), so also with the
-    openai backend, whose server batches every request in flight."""
+    """The forest schedule of a job: ``config.schedule``, with ``auto`` resolved to ``async``:
+    every built-in backend streams (the transformers engine's slot KV admits a request into the
+    running batch copying only its own KV; vLLM and servers page their KV), and on this
+    repository's CPU measurements (docs/benchmarks.md, "Search utilization") the async schedule
+    was faster than rounds on both the transformers engine (1.08x) and vLLM (1.06x), with the
+    same trees."""
     if config.schedule != "auto":
         return config.schedule
-    return "async" if config.backend in ("vllm", "openai") else "rounds"  # openai: the server is vLLM-like
+    return "async"
 
 
 def rollout_fingerprint(config: RolloutConfig) -> dict[str, Any]:
