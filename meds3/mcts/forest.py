@@ -9,9 +9,9 @@ Two schedules, the same trees (with a batch-invariant engine, bit for bit):
   another tree's slow request, so the batch stays full of work that is ready.
 - ``rounds``: every round gathers the pending requests of every live tree (expansions and
   rollouts alike) into one ``Engine.generate`` call; every tree waits for the slowest request
-  of the round. It is the reference schedule, and ``auto`` (the default) picks it for engines
-  without a stream of their own (only ``generate``); every built-in backend streams and gets
-  ``async``, measured faster on both (docs/benchmarks.md, "Search utilization").
+  of the round. It is the reference schedule; ``auto`` (the default) is ``async``, measured
+  faster on the transformers engine and on vLLM (docs/benchmarks.md, "Search utilization").
+  An engine with only ``generate`` streams through one ``generate`` call per poll.
 
 In both, a finished tree is handed to the caller and replaced by the next question.
 """
@@ -27,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from meds3.data.prompts import PromptConfig, render_prompt
 from meds3.data.question import MedQuestion
 from meds3.data.search_prompts import render_simulation_prompt, render_think_prompt
-from meds3.engines.base import Engine, stream_of
+from meds3.engines.base import stream_of
 from meds3.mcts.config import SearchConfig
 from meds3.mcts.node import Tree
 from meds3.mcts.search import SearchRequest, TreeSearch
@@ -44,13 +44,6 @@ class EngineFailure(RuntimeError):
     """The engine cannot generate any more: a fatal error (:data:`FATAL_ENGINE_ERRORS`), or
     ``max_engine_failures`` consecutive rounds in which every engine call failed. The trees
     in progress are not returned (a rerun searches them again)."""
-
-
-def engine_streams(engine) -> bool:
-    """Whether ``engine`` runs its own request loop (overrides :meth:`Engine.poll`) rather than
-    streaming through one ``generate`` call per poll (:class:`meds3.engines.base.GenerateStream`)."""
-    poll = getattr(type(engine), "poll", None)
-    return poll is not None and poll is not Engine.poll
 
 
 def is_fatal_engine_error(exc: BaseException) -> bool:
@@ -155,9 +148,8 @@ class Forest:
         max_engine_failures: consecutive rounds in which every engine call fails (each after
             its retry) before :meth:`run` raises :class:`EngineFailure`.
         schedule: ``"async"`` (each tree advances when its own requests finish), ``"rounds"``
-            (one engine call per round of every tree), or ``"auto"``: async on an engine with
-            its own stream (every built-in backend), rounds on one with only ``generate``; see
-            the module docstring.
+            (one engine call per round of every tree), or ``"auto"`` (= ``async``); see the
+            module docstring.
 
     Raises:
         ValueError: ``live_trees`` or ``max_engine_failures`` < 1, an unknown schedule, or a
@@ -172,7 +164,7 @@ class Forest:
         if live_trees < 1:
             raise ValueError(f"live_trees must be >= 1, got {live_trees}")
         if schedule == "auto":
-            schedule = "async" if engine_streams(engine) else "rounds"
+            schedule = "async"
         if schedule not in self.SCHEDULES:
             raise ValueError(f"schedule must be one of {self.SCHEDULES} or 'auto', got {schedule!r}")
         self.schedule = schedule
@@ -560,8 +552,7 @@ class Forest:
                 return results
             except Exception as exc:  # an engine failure must not stop the job
                 self._last_error = f"{type(exc).__name__}: {exc}"
-                if is_fatal_engine_error(exc):  # why: a broken engine would fail every tree that follows
-                    raise EngineFailure(f"fatal engine error: {self._last_error}") from exc
+                raise_if_fatal(exc, "the engine")  # why: a broken engine would fail every tree that follows
                 logger.warning("engine call failed (attempt %d of %d): %s", attempt, attempts, self._last_error)
                 self.stats.retries += attempt < attempts
         return None

@@ -83,7 +83,7 @@ def test_a_dead_engine_stops_the_local_job_and_loses_nothing(tmp_path):
 
 def test_a_cuda_error_stops_at_once_and_keeps_finished_trees(tmp_path):
     engine = CudaLostEngine(good=12)
-    with pytest.raises(EngineFailure, match="fatal engine error: RuntimeError: CUDA error"):
+    with pytest.raises(EngineFailure, match="the engine failed for good: RuntimeError: CUDA error"):
         run_rollout(job(tmp_path), engine=engine, progress=False)
     assert len(engine.calls) == 13  # no retry of a fatal error
     stored = list(TreeStore(tmp_path / "out" / "trees").iter_trees())
