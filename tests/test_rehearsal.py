@@ -163,7 +163,10 @@ def test_paper_shaped_evolve_on_a_two_node_ray_cluster(two_node_cluster, tmp_pat
         r = summary["ray"]
         assert summary["trees"] == 2 and summary["failed"] == 0 and r["failed_units"] == []
         assert len({w["node"] for w in r["per_worker"]}) == 2  # both nodes of the cluster searched
-        assert sorted(r["closed_workers"]) == [w["worker"] for w in r["per_worker"] if w["units"]]
+        # every actor that searched closed its engine (with the async schedule an actor's engine
+        # is built when the actor starts, so one that got no unit closes it too)
+        worked = {w["worker"] for w in r["per_worker"] if w["units"]}
+        assert worked <= set(r["closed_workers"]) <= {w["worker"] for w in r["per_worker"]}
     adapter1 = out / "iter1" / "policy" / "adapter"
     assert (adapter1 / "adapter_config.json").is_file(), "iteration 1 trained no policy"
     hash1 = dir_sha256(str(adapter1))
