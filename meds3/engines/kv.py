@@ -137,61 +137,12 @@ class KVBatch:
         """The mask over the cached columns and ``q`` new ones."""
         return self.mask[:, : self.length + q]
 
-    def reserve(self, extra: int) -> None:
-        """Make room for ``extra`` more columns (grows by doubling)."""
-        need = self.length + extra
-        if need <= self.capacity:
-            return
-        cap = max(need, 2 * self.capacity)
-        grow = cap - self.capacity
-        pad = lambda t: torch.nn.functional.pad(t, (0, 0, 0, grow))  # noqa: E731
-        self.keys = [pad(k) for k in self.keys]
-        self.values = [pad(v) for v in self.values]
-        self.mask = torch.nn.functional.pad(self.mask, (0, grow))
-
-    def select(self, index: torch.Tensor, headroom: int = 0) -> "KVBatch":
-        """A new batch with rows ``index`` (repeats allowed: that is how n samples share one
-        prefill), keeping ``length`` columns plus ``headroom`` free ones."""
-        cap = self.length + headroom
-        keys = [_take(k, index, self.length, cap) for k in self.keys]
-        values = [_take(v, index, self.length, cap) for v in self.values]
-        mask = torch.zeros(len(index), cap, dtype=self.mask.dtype, device=self.mask.device)
-        mask[:, : self.length] = self.mask[index, : self.length]
-        return KVBatch(keys, values, mask, self.next_pos[index].clone(), self.length)
-
-    def concat(self, other: "KVBatch", headroom: int = 0) -> "KVBatch":
-        """Rows of ``self`` then ``other``, right-aligned to the longer length."""
-        top = max(self.length, other.length)
-        cap = top + headroom
-        keys, values = [], []
-        for ka, va, kb, vb in zip(self.keys, self.values, other.keys, other.values):
-            keys.append(_stack_right(ka, self.length, kb, other.length, top, cap))
-            values.append(_stack_right(va, self.length, vb, other.length, top, cap))
-        mask = torch.zeros(self.rows + other.rows, cap, dtype=self.mask.dtype,
-                           device=self.mask.device)
-        mask[: self.rows, top - self.length : top] = self.mask[:, : self.length]
-        mask[self.rows :, top - other.length : top] = other.mask[:, : other.length]
-        return KVBatch(keys, values, mask, torch.cat([self.next_pos, other.next_pos]), top)
-
     def row_kv(self, row: int) -> KV:
         """Contiguous KV of the real tokens of ``row`` (holes and padding dropped)."""
         where = torch.nonzero(self.mask[row, : self.length]).flatten()
         # index_select: ~500x faster here than the equivalent k[row, :, where]
         return [(k[row].index_select(1, where), v[row].index_select(1, where))
                 for k, v in zip(self.keys, self.values)]
-
-
-def _take(t: torch.Tensor, index: torch.Tensor, length: int, cap: int) -> torch.Tensor:
-    out = t.new_zeros((len(index), t.shape[1], cap, t.shape[3]))
-    out[:, :, :length] = t[:, :, :length].index_select(0, index)
-    return out
-
-
-def _stack_right(a, la, b, lb, top, cap):
-    out = a.new_zeros((a.shape[0] + b.shape[0], a.shape[1], cap, a.shape[3]))
-    out[: a.shape[0], :, top - la : top] = a[:, :, :la]
-    out[a.shape[0] :, :, top - lb : top] = b[:, :, :lb]
-    return out
 
 
 def kv_bytes(kv: KV) -> int:
