@@ -14,11 +14,15 @@ of the new path's packed rows on the merged model: the first is "one forward pas
 responses", the second the floor of the new design. All figures are seconds per question,
 best of ``--repeats`` (medians beside them), plus the largest score difference between the
 arms (they must agree within 1e-5). With ``--per-prefix`` it also times
-``score_by_prefixes`` (every step's prefix encoded on its own). Without ``--prm`` it builds a
+``score_by_prefixes`` (every step's prefix encoded on its own). With ``--precision bfloat16`` it
+also times ``PRMScorer(..., precision="bfloat16")`` (arm ``new_bfloat16``) and reports its
+speed ratio to ``new``, its largest score difference from ``new`` and how many questions P-VS
+and best-of-N (min) answer the same from its scores. Without ``--prm`` it builds a
 PRM of the paper's shape (LoRA r=64 on every linear layer plus the score head) with small
 random LoRA weights, which costs the same to run as a trained one.
 
     python benchmarks/bench_prm.py --model smollm2-135m-instruct --questions 8 --responses 4
+    python benchmarks/bench_prm.py --model smollm2-135m-instruct --questions 8 --precision bfloat16
     python benchmarks/bench_prm.py --smoke      # tiny-random-llama, 2 questions: seconds
 """
 
@@ -29,6 +33,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -211,10 +216,12 @@ def packed_batches(scorer: PRMScorer, tokens: list, groups: list[list[int]]) -> 
 
 def measure(model: str = "smollm2-135m-instruct", prm: Optional[str] = None, questions: int = 8,
             responses: int = 4, response_tokens: int = 155, repeats: int = 3, batch_size: int = 8,
-            questions_file: str = QUESTIONS_FILE, seed: int = 0, per_prefix: bool = False) -> dict[str, Any]:
+            questions_file: str = QUESTIONS_FILE, seed: int = 0, per_prefix: bool = False,
+            precision: Optional[str] = None) -> dict[str, Any]:
     """Seconds per question of the old and new scorer on the same items (one ``score_batch``
     call over all questions per repeat, as the evaluator calls it), best and median of
-    ``repeats``, interleaved; the forward-pass floors; the largest score difference."""
+    ``repeats``, interleaved; the forward-pass floors; the largest score difference; with
+    ``precision``, the new scorer at that precision beside it (:func:`compare_precision`)."""
     import torch
 
     qs: list[MedQuestion] = list(load_questions(questions_file))[:questions]
@@ -223,6 +230,7 @@ def measure(model: str = "smollm2-135m-instruct", prm: Optional[str] = None, que
         path = prm or str(build_prm(model, Path(tmp) / "prm", seed))
         old = OldPRMScorer(path, device="cpu", batch_size=batch_size)
         new = PRMScorer(path, device="cpu", batch_size=batch_size)
+        other = PRMScorer(path, device="cpu", batch_size=batch_size, precision=precision) if precision else None
     rng = random.Random(seed)
     items = [(q, make_responses(new.tokenizer, responses, response_tokens, rng, new.prompt_config)) for q in qs]
     tokens = [tokenize_trajectory(new.tokenizer, q, t, new.prompt_config) for q, trajs in items for t in trajs]
@@ -233,6 +241,8 @@ def measure(model: str = "smollm2-135m-instruct", prm: Optional[str] = None, que
     arms = {"old": lambda: old.score_batch(items), "new": lambda: new.score_batch(items),
             "forward_padded": lambda: _plain_forward(new.model, padded),
             "forward_packed": lambda: _plain_forward(new.model, packed)}
+    if other is not None:
+        arms[f"new_{precision}"] = lambda: other.score_batch(items)
     if per_prefix:
         arms["per_prefix"] = lambda: [new.score_by_prefixes(q, trajs) for q, trajs in items]
     results = {name: fn() for name, fn in arms.items() if name != "per_prefix"}  # warm-up; old/new scores kept
@@ -263,7 +273,28 @@ def measure(model: str = "smollm2-135m-instruct", prm: Optional[str] = None, que
                     "load_avg_1m_start": load_start,
                     "load_avg_1m_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
     }
+    if other is not None:
+        row[f"precision_{precision}"] = compare_precision(items, results["new"], results[f"new_{precision}"],
+                                                          times["new"], times[f"new_{precision}"])
     return row
+
+
+def compare_precision(items: Sequence, base: list, scores: list, base_times: list[float],
+                      times: list[float]) -> dict[str, Any]:
+    """A precision arm against the default scorer: speed ratio (best and median), largest score
+    difference, and the questions whose P-VS and best-of-N (min) answer stays the same."""
+    from meds3.infer.selectors import get_selector
+
+    answers = [[re.search(r"answer is ([A-D])", t[-1]).group(1) for t in trajs] for _, trajs in items]
+    same = {name: sum(get_selector(name)(a, b).answer == get_selector(name)(a, s).answer
+                      for a, b, s in zip(answers, base, scores)) for name in ("p-vs", "best-of-n-min")}
+    diff = max((abs(x - y) for o, n in zip(base, scores) for ot, nt in zip(o, n) for x, y in zip(ot, nt)),
+               default=0.0)
+    return {"ratio_new_over_this": round(min(base_times) / min(times), 2),
+            "ratio_new_over_this_median": round(statistics.median(base_times) / statistics.median(times), 2),
+            "ratio_per_repeat": [round(b / t, 2) for b, t in zip(base_times, times)],
+            "max_abs_score_diff_vs_new": float(f"{diff:.2e}"),
+            "same_answer": {name: f"{n}/{len(items)}" for name, n in same.items()}}
 
 
 def main() -> None:
@@ -277,6 +308,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--per-prefix", action="store_true", help="also time score_by_prefixes (slow)")
+    p.add_argument("--precision", choices=["float32", "bfloat16"],
+                   help="also time the new scorer at this precision (PRMScorer(..., precision=...))")
     p.add_argument("--smoke", action="store_true", help="tiny-random-llama, 2 questions of 2 short responses")
     p.add_argument("--json", help="also write the row to this file")
     args = p.parse_args()
@@ -284,7 +317,7 @@ def main() -> None:
         args.model, args.prm, args.questions, args.responses, args.response_tokens, args.repeats = (
             "tiny-random-llama", None, 2, 2, 40, 1)
     row = measure(args.model, args.prm, args.questions, args.responses, args.response_tokens, args.repeats,
-                  args.batch_size, args.questions_file, per_prefix=args.per_prefix)
+                  args.batch_size, args.questions_file, per_prefix=args.per_prefix, precision=args.precision)
     line = json.dumps(row)
     print(line)
     if args.json:

@@ -3,11 +3,14 @@ same path on ``tiny-random-llama`` with both engines."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from model_paths import model_path
 
-from meds3.engines.types import GenerationResult, Sample, SamplingParams
-from meds3.infer.budget import BudgetConfig, cut_to_text, generate_with_budget
+from meds3.engines.types import GenerationRequest, GenerationResult, Sample, SamplingParams, sample_seed
+from meds3.infer import budget as budget_module
+from meds3.infer.budget import BudgetConfig, Generation, cut_to_text, generate_with_budget
 
 EOS = 0
 
@@ -38,14 +41,18 @@ class CharEngine:
         self.calls.append(requests)
         return [self._one(r) for r in requests]
 
+    def script(self, prompt, seed):
+        """What the model writes after ``prompt`` (``seed``: the sample's seed)."""
+        return next(v for k, v in self.SCRIPT.items() if prompt.endswith(k))
+
     def _one(self, req):
         prompt_ids = req.prompt_token_ids or ids(req.prompt)
         prompt = self.decode(prompt_ids)
-        want = next(v for k, v in self.SCRIPT.items() if prompt.endswith(k))
         p = req.params
-        hits = [(want.find(s), s) for s in p.stop if s in want]
         samples = []
-        for _ in range(req.n):
+        for j in range(req.n):
+            want = self.script(prompt, None if p.seed is None else sample_seed(p.seed, j))
+            hits = [(want.find(s), s) for s in p.stop if s in want]
             if hits:
                 pos, s = min(hits)
                 if pos + len(s) <= p.max_new_tokens:
@@ -151,6 +158,166 @@ def test_config_errors():
     assert not BudgetConfig().active and BudgetConfig(min_thinking_tokens=3).active
 
 
+# --- streamed phases: the same generations as one barrier per round ---------------------------
+
+
+def barrier_reference(engine, prompts, n, params, budget, seeds):
+    """The forcing loop as it ran before streaming (one ``generate`` per round over every open
+    response of every question), kept here as the reference the streamed loop must reproduce."""
+    b = budget_module
+    cap = b._think_cap(budget, params)
+    stop = [*params.stop, budget.end_marker]
+    first = [b._with(params, seed=s, stop=stop, max_new_tokens=cap, include_stop_str_in_output=False) for s in seeds]
+    results = engine.generate([GenerationRequest(prompt=p, n=n, params=f) for p, f in zip(prompts, first)])
+    out, open_ = [], []
+    for r, s in zip(results, seeds):
+        gens = []
+        for j, sample in enumerate(r.samples):
+            item = b._Open(list(r.prompt_token_ids), sample_seed(s, j), Generation(""))
+            b._apply(engine, item, sample, budget, cap)
+            gens.append(item.gen)
+            if item.phase != "done":
+                open_.append(item)
+        out.append(gens)
+    while open_:
+        reqs = []
+        for item in open_:
+            item.rounds += 1
+            seed = sample_seed(item.seed, 1000 + item.rounds)
+            if item.phase == "think":
+                p = b._with(params, seed=seed, stop=stop, max_new_tokens=cap - item.gen.thinking_tokens,
+                            include_stop_str_in_output=False)
+            else:
+                p = b._with(params, seed=seed, stop=list(params.stop), max_new_tokens=budget.answer_max_tokens,
+                            include_stop_str_in_output=False)
+            reqs.append(GenerationRequest(prompt_token_ids=item.prompt_ids + item.gen.token_ids, n=1, params=p))
+        for item, r in zip(open_, engine.generate(reqs)):
+            b._apply(engine, item, r.samples[0], budget, cap)
+        open_ = [item for item in open_ if item.phase != "done"]
+    for gens in out:
+        for g in gens:
+            g.text = engine.decode(g.token_ids)
+    return out
+
+
+class SeededEngine(CharEngine):
+    """Thinking drawn from the sample's seed: 0-9 words, then the answer cue (70%) or EOS; so
+    within one call some responses stop themselves early, some late, some never."""
+
+    def script(self, prompt, seed):
+        if prompt.endswith("The answer is"):
+            return " B."
+        rng = random.Random(f"{seed}|{len(prompt)}")
+        words = " ".join(rng.choice(["fever", "cough", "rash", "ache"]) for _ in range(rng.randint(0, 9)))
+        return words + (". The answer is C." if rng.random() < 0.7 else ".")
+
+
+class StreamEngine(SeededEngine):
+    """A streaming engine: a request whose prompt holds ``[d=K]`` finishes K polls after it was
+    submitted (default 1); each poll returns what is due, in ticket order. ``seeded=False``
+    writes :class:`CharEngine`'s fixed script."""
+
+    def __init__(self, seeded=True):
+        super().__init__()
+        self.seeded = seeded
+        self.clock = 0
+        self.queue = {}  # ticket -> (due, request)
+        self.next_ticket = 0
+
+    def submit(self, requests):
+        tickets = []
+        for req in requests:
+            prompt = self.decode(req.prompt_token_ids or ids(req.prompt))
+            delay = int(prompt.split("[d=")[1].split("]")[0]) if "[d=" in prompt else 1
+            self.queue[self.next_ticket] = (self.clock + delay, req)
+            tickets.append(self.next_ticket)
+            self.next_ticket += 1
+        return tickets
+
+    def script(self, prompt, seed):
+        return super().script(prompt, seed) if self.seeded else CharEngine.script(self, prompt, seed)
+
+    def poll(self):
+        if not self.queue:
+            return []
+        self.clock += 1
+        due = [t for t, (when, _) in sorted(self.queue.items()) if when <= self.clock]
+        return [(t, self._one(self.queue.pop(t)[1])) for t in due]
+
+    def pending(self):
+        return len(self.queue)
+
+
+MIX = [BudgetConfig(min_thinking_tokens=20, max_thinking_tokens=40, max_waits=2),
+       BudgetConfig(min_thinking_tokens=30, max_waits=1), BudgetConfig(max_thinking_tokens=12),
+       BudgetConfig(min_thinking_tokens=12, max_thinking_tokens=12, max_waits=3)]
+
+
+@pytest.mark.parametrize("budget", MIX)
+@pytest.mark.parametrize("engine_cls", [SeededEngine, StreamEngine])
+def test_streamed_forcing_gives_the_barrier_generations(budget, engine_cls):
+    prompts = [f"Q{i} [d={1 + i % 3}]?\n\nStep 1: " for i in range(6)]
+    params = SamplingParams(temperature=0.7, max_new_tokens=50)
+    seeds = [11 * i + 1 for i in range(6)]
+    want_engine = SeededEngine()
+    want = barrier_reference(want_engine, prompts, 4, params, budget, seeds)
+    engine = engine_cls()
+    got = generate_with_budget(engine, prompts, 4, params, budget, seeds=seeds)
+    assert got == want  # texts, token ids, every counter and finish reason
+    if engine_cls is SeededEngine:  # a generate-only engine: the very same calls, one per round
+        assert engine.calls == want_engine.calls
+    flat = [g for gs in got for g in gs]
+    assert len({tuple(g.token_ids) for g in flat}) > 10  # the seeds drew different responses
+
+
+def test_the_mix_covers_every_phase():
+    params = SamplingParams(temperature=0.7, max_new_tokens=50)
+    prompts = [f"Q{i}?\n\nStep 1: " for i in range(6)]
+    flat = [g for budget in MIX for gs in generate_with_budget(StreamEngine(), prompts, 4, params, budget,
+                                                              seeds=range(6)) for g in gs]
+    assert any(g.waits == 0 and not g.forced_stop and g.answer_tokens for g in flat)  # stopped itself
+    assert any(g.waits for g in flat) and any(g.forced_stop for g in flat)
+    assert any(g.waits and g.forced_stop for g in flat)  # a wait, then the cap
+    assert any(g.finish_reason == "length" and not g.answer_tokens for g in flat)  # only a minimum: cut
+    assert any(g.answer_tokens == 0 and g.finish_reason == "eos" for g in flat)  # ended without an answer
+
+
+def test_each_question_is_reported_when_its_own_responses_are_done():
+    engine = StreamEngine(seeded=False)
+    prompts = ["[d=3] Q0?\n\nStep 1: ", "[d=1] Q1?\n\nStep 1: ", "[d=2] Q2?\n\nStep 1: "]
+    done = []
+
+    def on_done(index, gens):
+        done.append((index, engine.clock, [g.text for g in gens]))
+
+    out = generate_with_budget(engine, prompts, 2, SamplingParams(temperature=0, max_new_tokens=64),
+                               BudgetConfig(max_thinking_tokens=4), seeds=[0, 1, 2], on_done=on_done)
+    # think then answer: two requests each, Q1 done at poll 2, Q2 at 4, Q0 at 6 (no barrier: Q1's
+    # answer ran before Q0's thinking was back)
+    assert [(i, clock) for i, clock, _ in done] == [(1, 2), (2, 4), (0, 6)]
+    assert all(texts == [g.text for g in out[i]] == ["thin\n\nThe answer is B."] * 2 for i, _, texts in done)
+
+
+def test_plain_sampling_reports_questions_in_completion_order():
+    engine = StreamEngine(seeded=False)
+    prompts = ["[d=2] a Step 1: ", "[d=1] b Step 1: "]
+    done = []
+    out = generate_with_budget(engine, prompts, 3, SamplingParams(temperature=0, max_new_tokens=64),
+                               seeds=[0, 1], on_done=lambda i, gens: done.append((i, engine.clock, len(gens))))
+    assert done == [(1, 1, 3), (0, 2, 3)]
+    assert [len(gs) for gs in out] == [3, 3] and out[0][0].text == "think. The answer is C."
+
+
+def test_an_engine_that_drops_requests_is_an_error():
+    class Forgetful(StreamEngine):
+        def poll(self):
+            self.queue.clear()
+            return []
+
+    with pytest.raises(RuntimeError, match="nothing pending but 1 requests are unanswered"):
+        generate_with_budget(Forgetful(), [PROMPT], 1, SamplingParams(max_new_tokens=8))
+
+
 # --- the same mechanism on a real (tiny) model, both engines ---------------------------------
 
 BACKENDS = ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)]
@@ -192,3 +359,28 @@ def test_tiny_model_minimum_inserts_wait(tiny_engine):
     assert g.token_ids[:3] == bang + bang + bye
     assert (g.waits, g.thinking_tokens, g.inserted_tokens, g.forced_stop) == (2, 3, 2, False)
     assert g.text.startswith("!! goodbye")
+
+
+def test_tiny_model_streamed_prompts_match_each_prompt_alone():
+    """Prompts that need different phases (two waits, or a forced stop at the cap) streamed
+    through one decode loop, each advancing on its own: with the batch-invariant transformers
+    engine every response is what its prompt gets alone."""
+    from meds3.engines import build_engine
+
+    engine = build_engine(model_path("tiny-random-llama"), backend="transformers", batch_invariant=True)
+    try:
+        # The tiny model's planted rule: after "!" it writes " goodbye" (taken as the end of thinking).
+        budget = BudgetConfig(min_thinking_tokens=4, max_thinking_tokens=8, max_waits=2, think_end=" goodbye",
+                              wait_text="!", answer_max_tokens=3)
+        params = SamplingParams(temperature=0.8, max_new_tokens=16)
+        prompts = ["Hello!", "The patient has a fever and", "Hi there!", "A cough for two days and"]
+        done = []
+        streamed = generate_with_budget(engine, prompts, 2, params, budget, seeds=[0, 1, 2, 3],
+                                        on_done=lambda i, gens: done.append(i))
+        assert sorted(done) == [0, 1, 2, 3]
+        flat = [g for gs in streamed for g in gs]
+        assert any(g.waits == 2 for g in flat) and any(g.forced_stop for g in flat)
+        for prompt, seed, gens in zip(prompts, [0, 1, 2, 3], streamed):
+            assert generate_with_budget(engine, [prompt], 2, params, budget, seeds=[seed]) == [gens]
+    finally:
+        engine.close()

@@ -128,3 +128,12 @@ def test_score_many_batches_across_questions_when_the_scorer_can():
     score_many(scorer, [(mcq(0), out[0]), (mcq(1), out[1])])
     assert scorer.batch_calls == 1
     assert all(r.step_scores == [0.5, 0.9 if r.answer == "B" else 0.4] for rs in out for r in rs)
+
+
+def test_on_question_hears_each_question_once_with_its_responses():
+    heard = []
+    out = sample_responses(ScriptedEngine(), [mcq(0), mcq(1), mcq(2)], SamplerConfig(n=2),
+                           on_question=lambda i, rs: heard.append((i, rs)))
+    assert [i for i, _ in heard] == [0, 1, 2]  # one generate call: finished together, in order
+    assert all(rs is out[i] and [r.question_id for r in rs] == [f"q{i}"] * 2 for i, rs in heard)
+

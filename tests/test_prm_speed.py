@@ -166,3 +166,49 @@ def test_pack_prefix_tree_layout():
         owner = next(p for p in tree.paths if a in p)
         assert seen == set(owner[: owner.index(a) + 1])
     assert pack_prefix_tree([]).input_ids == []
+
+
+BF16_TOL = 2e-2  # bfloat16 weights: the docs' bar for the opt-in (measured ~8e-3 on SmolLM2-135M)
+
+
+def test_bfloat16_precision_scores_close_to_float32(prm, reference):
+    """The opt-in: adapter merged in float32, then the merged weights rounded to bfloat16 once."""
+    import torch
+    from peft import PeftModel
+
+    scorer = PRMScorer(prm, precision="bfloat16")
+    assert not isinstance(scorer.model, PeftModel)
+    assert {p.dtype for p in scorer.model.parameters()} == {torch.bfloat16}
+    got = scorer.score(question(), RESPONSES)
+    assert_close(got, reference(question(), RESPONSES), tol=BF16_TOL)
+    assert len(got[2]) == 8 and all(0.0 < x < 1.0 for s in got for x in s)
+
+
+def test_default_precision_is_float32_on_cpu(prm):
+    import torch
+
+    auto, explicit = PRMScorer(prm), PRMScorer(prm, precision="float32")
+    assert {p.dtype for p in auto.model.parameters()} == {torch.float32}
+    assert auto.score(question(), RESPONSES) == explicit.score(question(), RESPONSES)
+
+
+def test_unknown_precision_is_refused(prm):
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, got 'int8'"):
+        PRMScorer(prm, precision="int8")
+
+
+def test_prm_precision_round_trips_through_eval_config(tmp_path):
+    from meds3.config import ConfigError, load_config
+    from meds3.eval import EvalConfig
+    from meds3.eval.config import PRM_PRECISIONS
+    from meds3.train.scorer import PRECISIONS
+
+    assert PRM_PRECISIONS == PRECISIONS  # the config checks the scorer's list without importing torch
+    assert EvalConfig().prm_precision == "auto"
+    path = tmp_path / "eval.yaml"
+    path.write_text("prm: runs/prm\nprm_precision: bfloat16\n", encoding="utf-8")
+    config = load_config(EvalConfig, path)
+    assert config.prm_precision == "bfloat16"
+    assert load_config(EvalConfig, overrides=["prm_precision=float32"]).prm_precision == "float32"
+    with pytest.raises(ConfigError, match="prm_precision must be one of"):
+        load_config(EvalConfig, overrides=["prm_precision=int8"])

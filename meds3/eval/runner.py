@@ -10,8 +10,10 @@ Output directory:
 
 A rerun generates only questions missing from the response files. ``rescore=True`` never
 generates: it scores missing PRM step scores (when a PRM is given) and recomputes every table.
-Responses are appended with fsync per chunk; an unterminated last line (a write torn by a crash)
-is cut off with a warning when a job starts, so its question is generated again. The job holds
+Questions are generated a chunk at a time and streamed: each question's line is appended (with
+fsync) as soon as its responses are complete, so the file is in completion order and an
+interrupted chunk keeps every question it finished; an unterminated last line (a write torn by a
+crash) is cut off with a warning when a job starts, so its question is generated again. The job holds
 the output folder's lock (:mod:`meds3.locks`).
 """
 
@@ -22,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from meds3.config import save_config
 from meds3.data.errors import DataError
@@ -189,7 +191,7 @@ def plan_chunks(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuest
 
 
 def append_responses(path: Path, questions: list[MedQuestion], results: list[list[Response]]) -> None:
-    """Append one chunk's responses (one line per question) and make them durable (fsync)."""
+    """Append questions' responses (one line per question) and make them durable (fsync)."""
     append_lines(path, [_line(q.id, rs) for q, rs in zip(questions, results)])
 
 
@@ -232,12 +234,24 @@ def _generate(config: EvalConfig, out: Path, datasets: dict[str, list[MedQuestio
     bar = tqdm(total=total, desc="eval", unit="resp", disable=not progress)
     tally = GenerationTally()
     for name, run, chunk in chunks:
-        results = sample_responses(engine, chunk, sampler_config(config, run), config.prompt, progress=False)
-        append_responses(response_path(out, name, run), chunk, results)
-        bar.update(tally.add(results))
-        bar.set_postfix(run=f"{name}.{run.name}", **tally.postfix())
+        save = _question_saver(response_path(out, name, run), chunk, bar, tally, f"{name}.{run.name}")
+        sample_responses(engine, chunk, sampler_config(config, run), config.prompt, progress=False,
+                         on_question=save)
     bar.close()
     return engine
+
+
+def _question_saver(path: Path, chunk: list[MedQuestion], bar: Any, tally: GenerationTally,
+                    label: str) -> Callable[[int, list[Response]], None]:
+    """The ``on_question`` hook of one chunk: append the finished question's line, then count it."""
+
+    def save(index: int, responses: list[Response]) -> None:
+        # Durable before it is counted: a question on the bar is one a resume skips.
+        append_responses(path, [chunk[index]], [responses])
+        bar.update(tally.add([responses]))
+        bar.set_postfix(run=label, **tally.postfix())
+
+    return save
 
 
 def _drop_stale_scores(out: Path, prm: Optional[str], datasets: dict[str, list[MedQuestion]], runs: list[Run]) -> None:

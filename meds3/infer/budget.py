@@ -12,18 +12,24 @@ Thinking is the text before the *end-of-thinking marker*. With the MedS3 step fo
   minimum, the marker is removed and ``wait_text`` is appended instead, so it keeps
   thinking; at most ``max_waits`` times per response.
 
-Generation runs in rounds over every open response of every question: **one engine call per
-round**. Continuations are sent as token ids (prompt ids + every generated or inserted id),
-so a response's token sequence is exact; removing a marker cuts the tokens that spelled it.
-Without any budget the whole response is one plain sampling call.
+Generation is streamed (the engine's ``submit``/``poll``): each response moves to its next phase
+(think, maybe ``wait_text`` and think again, answer) as soon as its own request finishes, with no
+barrier across questions, and ``on_done`` reports each question when its ``n`` responses are
+complete. On a generate-only engine each poll is one ``generate`` call over every open response,
+the same calls as one call per round. Continuations are sent as token ids (prompt ids + every
+generated or inserted id), so a response's token sequence is exact; removing a marker cuts the
+tokens that spelled it. Seeds depend only on the question, the sample and the round, so a
+batch-invariant engine gives the same tokens however the requests interleave. Without any budget
+the whole response is one plain sampling request per question.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from meds3.engines.base import stream_of
 from meds3.engines.types import GenerationRequest, SamplingParams, sample_seed
 
 logger = logging.getLogger(__name__)
@@ -146,8 +152,9 @@ class _Open:
     prompt_ids: list[int]
     seed: Optional[int]
     gen: Generation
-    phase: str = "think"  # "think" or "answer"
+    phase: str = "think"  # "think", "answer" or "done"
     rounds: int = 0
+    question: int = 0  # index of its prompt
 
 
 def _encode(engine: Any, text: str) -> list[int]:
@@ -180,22 +187,33 @@ def cut_to_text(engine: Any, token_ids: Sequence[int], text: str) -> list[int]:
 
 def generate_with_budget(engine: Any, prompts: Sequence[str], n: int, params: SamplingParams,
                          budget: BudgetConfig | None = None, adapter: Optional[str] = None,
-                         seeds: Sequence[Optional[int]] | None = None) -> list[list[Generation]]:
+                         seeds: Sequence[Optional[int]] | None = None, *,
+                         on_done: Optional[Callable[[int, list[Generation]], None]] = None) -> list[list[Generation]]:
     """Sample ``n`` responses per prompt, with budget forcing when ``budget`` is active.
 
+    Requests go through the engine's stream (:func:`meds3.engines.base.stream_of`): each
+    response moves to its next phase as soon as its own request finishes, without waiting for
+    the other questions. With a generate-only engine every poll is one ``generate`` call over
+    all open responses, so the calls are those of one call per round.
+
     Args:
-        engine: an :class:`meds3.engines.Engine` (``generate``, ``encode``/``decode`` or a
-            ``tokenizer``).
+        engine: an :class:`meds3.engines.Engine` (``submit``/``poll`` or ``generate``;
+            ``encode``/``decode`` or a ``tokenizer``). Not to be polled by anyone else meanwhile.
         prompts: prompt texts, one per question.
         n: responses per prompt.
         params: sampling parameters; ``max_new_tokens`` caps thinking when there is no
             maximum budget; its ``stop`` strings are kept.
-        budget: forcing settings (None or inactive: one plain call).
+        budget: forcing settings (None or inactive: one plain request per prompt).
         adapter: LoRA adapter path for every request.
         seeds: one seed per prompt (None: the engine draws).
+        on_done: ``on_done(index, generations)`` once per prompt, as soon as its ``n``
+            generations are complete (texts decoded), in completion order.
 
     Returns:
         ``n`` generations per prompt, in prompt order.
+
+    Raises:
+        RuntimeError: the engine stopped returning results for requests still open.
     """
     budget = budget or BudgetConfig()
     seeds = list(seeds) if seeds is not None else [params.seed] * len(prompts)
@@ -203,13 +221,51 @@ def generate_with_budget(engine: Any, prompts: Sequence[str], n: int, params: Sa
         raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
     if not prompts:
         return []
+    stream = stream_of(engine)
+    out: list[list[Generation]] = [[] for _ in prompts]
     if not budget.active:
+        def plain(index: int, result: Any) -> list[tuple[Any, GenerationRequest]]:
+            out[index] = [Generation(s.text, list(s.token_ids), thinking_tokens=s.num_tokens,
+                                     finish_reason=s.finish_reason) for s in result.samples]
+            if on_done is not None:
+                on_done(index, out[index])
+            return []
+
         reqs = [GenerationRequest(prompt=p, n=n, params=_with(params, seed=s), adapter=adapter)
                 for p, s in zip(prompts, seeds)]
-        results = engine.generate(reqs)
-        return [[Generation(s.text, list(s.token_ids), thinking_tokens=s.num_tokens, finish_reason=s.finish_reason)
-                 for s in r.samples] for r in results]
-    return _forced(engine, prompts, n, params, budget, adapter, seeds)
+        _drive(stream, list(enumerate(reqs)), plain)
+        return out
+    return _forced(engine, stream, prompts, n, params, budget, adapter, seeds, on_done)
+
+
+def _drive(stream: Any, first: list[tuple[Any, GenerationRequest]],
+           handle: Callable[[Any, Any], list[tuple[Any, GenerationRequest]]]) -> None:
+    """Submit ``first`` (``(key, request)`` pairs) and poll until every request is answered:
+    ``handle(key, result)`` consumes each result and returns the follow-up pairs, submitted
+    together once the poll's results are handled (one call per round on a generate-only engine)."""
+    waiting: dict[int, Any] = {}
+
+    def submit(pairs: list[tuple[Any, GenerationRequest]]) -> None:
+        if pairs:
+            tickets = stream.submit([req for _, req in pairs])
+            waiting.update(zip(tickets, [key for key, _ in pairs]))
+
+    submit(first)
+    while waiting:
+        finished = stream.poll()
+        if not finished and not stream.pending():
+            raise RuntimeError(f"the engine has nothing pending but {len(waiting)} requests are unanswered")
+        follow: list[tuple[Any, GenerationRequest]] = []
+        for ticket, result in finished:
+            key = waiting.pop(ticket, _STALE)
+            if key is _STALE:  # left over from an earlier caller that failed mid-way
+                logger.debug("ignoring the result of ticket %d: not one of ours", ticket)
+                continue
+            follow += handle(key, result)
+        submit(follow)
+
+
+_STALE = object()
 
 
 def _with(params: SamplingParams, **changes: Any) -> SamplingParams:
@@ -221,45 +277,55 @@ def _think_cap(budget: BudgetConfig, params: SamplingParams) -> int:
     return budget.max_thinking_tokens if budget.max_thinking_tokens is not None else params.max_new_tokens
 
 
-def _forced(engine: Any, prompts: Sequence[str], n: int, params: SamplingParams, budget: BudgetConfig,
-            adapter: Optional[str], seeds: Sequence[Optional[int]]) -> list[list[Generation]]:
+def _forced(engine: Any, stream: Any, prompts: Sequence[str], n: int, params: SamplingParams, budget: BudgetConfig,
+            adapter: Optional[str], seeds: Sequence[Optional[int]],
+            on_done: Optional[Callable[[int, list[Generation]], None]]) -> list[list[Generation]]:
     cap = _think_cap(budget, params)
     stop = [*params.stop, budget.end_marker]
-    first = [GenerationRequest(prompt=p, n=n, params=_with(params, seed=s, stop=stop, max_new_tokens=cap,
-                                                           include_stop_str_in_output=False), adapter=adapter)
-             for p, s in zip(prompts, seeds)]
-    results = engine.generate(first)
-    out: list[list[Generation]] = []
-    open_: list[_Open] = []
-    for r, s in zip(results, seeds):
-        gens = []
-        for j, sample in enumerate(r.samples):
-            item = _Open(list(r.prompt_token_ids), None if s is None else sample_seed(s, j), Generation(""))
-            _apply(engine, item, sample, budget, cap)
-            gens.append(item.gen)
-            if item.phase != "done":
-                open_.append(item)
-        out.append(gens)
-    while open_:
-        reqs = []
-        for item in open_:
-            item.rounds += 1
-            seed = None if item.seed is None else sample_seed(item.seed, 1000 + item.rounds)
-            if item.phase == "think":
-                p = _with(params, seed=seed, stop=stop, max_new_tokens=cap - item.gen.thinking_tokens,
-                          include_stop_str_in_output=False)
-            else:
-                p = _with(params, seed=seed, stop=list(params.stop), max_new_tokens=budget.answer_max_tokens,
-                          include_stop_str_in_output=False)
-            reqs.append(GenerationRequest(prompt_token_ids=item.prompt_ids + item.gen.token_ids, n=1, params=p,
-                                          adapter=adapter))
-        results = engine.generate(reqs)
-        for item, r in zip(open_, results):
-            _apply(engine, item, r.samples[0], budget, cap)
-        open_ = [item for item in open_ if item.phase != "done"]
-    for gens in out:
-        for g in gens:
-            g.text = _decode(engine, g.token_ids)
+    out: list[list[Generation]] = [[] for _ in prompts]
+    left = [n] * len(prompts)  # responses of each prompt still open
+
+    def next_request(item: _Open) -> GenerationRequest:
+        item.rounds += 1
+        seed = None if item.seed is None else sample_seed(item.seed, 1000 + item.rounds)
+        if item.phase == "think":
+            p = _with(params, seed=seed, stop=stop, max_new_tokens=cap - item.gen.thinking_tokens,
+                      include_stop_str_in_output=False)
+        else:
+            p = _with(params, seed=seed, stop=list(params.stop), max_new_tokens=budget.answer_max_tokens,
+                      include_stop_str_in_output=False)
+        return GenerationRequest(prompt_token_ids=item.prompt_ids + item.gen.token_ids, n=1, params=p,
+                                 adapter=adapter)
+
+    def advance(item: _Open, sample: Any) -> list[tuple[Any, GenerationRequest]]:
+        _apply(engine, item, sample, budget, cap)
+        if item.phase != "done":
+            return [(item, next_request(item))]
+        left[item.question] -= 1
+        if not left[item.question]:
+            for g in out[item.question]:
+                g.text = _decode(engine, g.token_ids)
+            if on_done is not None:
+                on_done(item.question, out[item.question])
+        return []
+
+    def handle(key: Any, result: Any) -> list[tuple[Any, GenerationRequest]]:
+        if isinstance(key, _Open):
+            return advance(key, result.samples[0])
+        s = seeds[key]
+        items = [_Open(list(result.prompt_token_ids), None if s is None else sample_seed(s, j), Generation(""),
+                       question=key) for j in range(len(result.samples))]
+        out[key] = [item.gen for item in items]
+        left[key] = len(items)
+        follow: list[tuple[Any, GenerationRequest]] = []
+        for item, sample in zip(items, result.samples):
+            follow += advance(item, sample)
+        return follow
+
+    first = [(i, GenerationRequest(prompt=p, n=n, params=_with(params, seed=s, stop=stop, max_new_tokens=cap,
+                                                               include_stop_str_in_output=False), adapter=adapter))
+             for i, (p, s) in enumerate(zip(prompts, seeds))]
+    _drive(stream, first, handle)
     return out
 
 

@@ -2,8 +2,9 @@
 
 Every question's prompt ends with ``Step 0: <root>`` and the header ``Step 1: `` (see
 :func:`meds3.data.prompts.render_prompt`); the model writes the rest. All questions of a call
-go to the engine together (one call per round; budget forcing adds rounds, see
-:mod:`meds3.infer.budget`).
+go to the engine together and are streamed: a question is complete as soon as its own responses
+are (budget forcing adds phases per response, see :mod:`meds3.infer.budget`), and
+``on_question`` hears of it then.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from meds3.data.prompts import PromptConfig, assistant_prefix, render_prompt, split_steps
 from meds3.data.question import MedQuestion
@@ -141,15 +142,19 @@ def make_response(question: MedQuestion, index: int, gen: Generation,
 
 
 def sample_responses(engine: Any, questions: Sequence[MedQuestion], config: SamplerConfig | None = None,
-                     prompt_config: PromptConfig | None = None, progress: bool = True) -> list[list[Response]]:
+                     prompt_config: PromptConfig | None = None, progress: bool = True, *,
+                     on_question: Optional[Callable[[int, list[Response]], None]] = None) -> list[list[Response]]:
     """Sample ``config.n`` responses for every question.
 
     Args:
         engine: a :class:`meds3.engines.Engine`.
-        questions: the questions (any number; they share each engine call).
+        questions: the questions (any number; they are generated together).
         config: sampling settings.
         prompt_config: how prompts render (default MedS3's).
-        progress: log a one-line summary (the engine call itself is one batch).
+        progress: log a one-line summary at the end.
+        on_question: ``on_question(index, responses)`` once per question, as soon as its
+            responses are complete (verdicts included), in completion order; what it raises
+            stops the sampling.
 
     Returns:
         Per question, its responses in sample order.
@@ -159,8 +164,15 @@ def sample_responses(engine: Any, questions: Sequence[MedQuestion], config: Samp
     tokenizer = getattr(engine, "tokenizer", None)
     prompts = [render_prompt(q, tokenizer, (), prompt_config) for q in questions]
     seeds = [question_seed(config.seed, q.id) for q in questions]
-    gens = generate_with_budget(engine, prompts, config.n, config.params(), config.budget, config.adapter, seeds)
-    out = [[make_response(q, j, g, prompt_config) for j, g in enumerate(qg)] for q, qg in zip(questions, gens)]
+    out: list[list[Response]] = [[] for _ in questions]
+
+    def done(index: int, gens: list[Generation]) -> None:
+        out[index] = [make_response(questions[index], j, g, prompt_config) for j, g in enumerate(gens)]
+        if on_question is not None:
+            on_question(index, out[index])
+
+    generate_with_budget(engine, prompts, config.n, config.params(), config.budget, config.adapter, seeds,
+                         on_done=done)
     if progress and out:
         flat = [r for rs in out for r in rs]
         logger.info("sampled %d responses for %d questions: %.1f tokens each, %.0f%% with an answer",
