@@ -40,10 +40,11 @@ class Counting:
 
     def _count_requests(self, requests):
         self.sequences += sum(r.n for r in requests)
-        self.prompt_tokens += sum(len(self.tokenizer.encode(r.prompt, add_special_tokens=False)) * r.n
-                                  for r in requests if r.prompt is not None)
 
     def _count_results(self, results):
+        # Prompt lengths come from the results (the engine tokenized them already), so counting
+        # adds no tokenizer work to the timed search.
+        self.prompt_tokens += sum(res.prompt_tokens * len(res.samples) for res in results)
         self.new_tokens += sum(len(s.token_ids) for res in results for s in res.samples)
 
     def generate(self, requests):

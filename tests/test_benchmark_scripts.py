@@ -22,10 +22,19 @@ def benchmarks(monkeypatch):
         sys.modules.pop(name, None)
 
 
-def test_utilization_benchmark_measures_both_arms(benchmarks):
+def test_utilization_benchmark_measures_both_arms(benchmarks, monkeypatch):
     import bench_utilization
 
+    import meds3.config
     from meds3.engines import build_engine
+
+    # the README job's rollout on a smaller tree: both arms still search, stream and reuse the prefix cache
+    load = meds3.config.load_config
+    smaller = ["rollout.search.max_nodes=4", "rollout.search.rollout_budget=2", "rollout.search.min_rollouts=1",
+               "rollout.search.max_step_tokens=16", "rollout.search.max_finish_tokens=24",
+               "rollout.search.max_rollout_tokens=24"]
+    monkeypatch.setattr(meds3.config, "load_config",
+                        lambda cls, path, overrides: load(cls, path, [*overrides, *smaller]))
 
     engine = build_engine("tiny-random-llama", backend="transformers", batch_invariant=True)
     rows = [bench_utilization.measure(engine, "transformers", 1, schedule) for schedule in ("rounds", "async")]

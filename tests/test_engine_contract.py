@@ -22,7 +22,7 @@ from meds3.engines.models import TINY_EOS_PRELUDE, TINY_EOS_TRIGGER
 
 # openai: the openai backend on a real vLLM server (tests/openai_server.py), also marked vllm
 BACKENDS = ["transformers", pytest.param("vllm", marks=pytest.mark.vllm),
-            pytest.param("openai", marks=pytest.mark.vllm)]
+            pytest.param("openai", marks=[pytest.mark.vllm, pytest.mark.slow])]
 PROMPTS = ["Hello there", "The patient is a 45-year-old man with chest pain and", "Step 1:"]
 
 

@@ -96,6 +96,7 @@ def test_invariance_holds_with_a_lora_adapter(wide_model, tmp_path):
     check_invariance(engine, targets, random.Random(1), mixes=2, adapter=adapter)
 
 
+@pytest.mark.slow  # two full rollouts; the per-request invariance it rests on is pinned above
 def test_a_rollout_split_over_a_resume_grows_the_same_trees(wide_model, tmp_path):
     from meds3.data import save_questions
     from meds3.data.question import MedQuestion

@@ -1,5 +1,5 @@
 """The ``openai`` backend: request mapping, retries, timeouts and bad replies against a scripted
-in-process HTTP server; then (marked ``vllm``) a real vLLM server (tests/openai_server.py).
+in-process HTTP server; then (marked ``vllm`` and ``slow``) a real vLLM server (tests/openai_server.py).
 
 The engine contract (tests/test_engine_contract.py) also runs on the real server.
 """
@@ -325,6 +325,7 @@ def test_connection_options_do_not_shape_outputs():
 
 
 @pytest.mark.vllm
+@pytest.mark.slow  # starts a real vLLM server (once per session)
 def test_real_server_chat_prompt_and_tokenizer_match_transformers(openai_server):
     from transformers import AutoTokenizer
 
@@ -344,6 +345,7 @@ def test_real_server_chat_prompt_and_tokenizer_match_transformers(openai_server)
 
 
 @pytest.mark.vllm
+@pytest.mark.slow  # starts a real vLLM server (once per session)
 def test_real_server_refuses_too_long_requests(openai_server):
     from openai_server import MAX_MODEL_LEN
 

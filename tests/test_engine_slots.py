@@ -60,6 +60,23 @@ def test_a_longer_row_shifts_the_running_rows_right():
     assert columns(kv, 1) == [0, 1, 2, 3] and row(kv, 1) == [4, 5, 6, 7]
 
 
+def test_a_longer_row_joining_when_columns_run_out_and_leading_ones_are_unused():
+    # The shift needs more columns than allocated while the running rows leave leading columns
+    # unused: growing must not trim first (a trim shortened the length under the shift, and the
+    # placed span landed at a negative column: a shape mismatch seen on the embedded model).
+    kv = SlotKV(LIKE, headroom=2)
+    kv.place([0, 1], prefilled([[1, 2, 3, 4, 5, 6], [8]]), torch.tensor([0, 1]))
+    assert (kv.length, kv.capacity) == (6, 8)
+    kv.free(0)  # only column 5 is used now: 5 unused leading columns
+    assert kv.unused_lead() == 5
+    wide = list(range(20, 30))
+    kv.place([0], prefilled([wide]), torch.tensor([0]))
+    assert kv.length == 10 and kv.capacity >= 10
+    assert columns(kv, 0) == list(range(10)) and row(kv, 0) == wide
+    assert columns(kv, 1) == [9] and row(kv, 1) == [8] and row(kv, 1, layer=1) == [108]
+    assert kv.next_pos[:2].tolist() == [10, 1]
+
+
 def test_repeated_index_places_n_samples_of_one_prefill():
     kv = SlotKV(LIKE)
     kv.place([3, 0, 1], prefilled([[1, 2], [9]]), torch.tensor([0, 0, 1]))

@@ -24,7 +24,7 @@ from meds3.engines.base import Engine
 
 # openai: the openai backend on a real vLLM server (tests/openai_server.py), also marked vllm
 BACKENDS = ["transformers", "default", pytest.param("vllm", marks=pytest.mark.vllm),
-            pytest.param("openai", marks=pytest.mark.vllm)]
+            pytest.param("openai", marks=[pytest.mark.vllm, pytest.mark.slow])]
 PROMPTS = ["Hello there", "The patient is a 45-year-old man with chest pain and", "Step 1:"]
 TOO_LONG = 5000  # prompt tokens: past the tiny model's context (2048) and the vLLM engine's (512)
 

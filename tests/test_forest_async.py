@@ -145,7 +145,9 @@ def _tiny_invariant_engine(admit_wait=0):
                         admit_wait=admit_wait)
 
 
-@pytest.mark.parametrize(("live_trees", "admit_wait"), [(2, 0), (5, 0), (5, 4)])
+@pytest.mark.parametrize(("live_trees", "admit_wait"),
+                         [(2, 0), pytest.param(5, 0, marks=pytest.mark.slow),
+                          pytest.param(5, 4, marks=pytest.mark.slow)])
 def test_on_a_real_model_async_and_rounds_grow_the_same_trees(live_trees, admit_wait):
     """The transformers engine's own stream (requests joining a running batch, rows finishing
     at different steps, admissions held back by ``admit_wait``) with batch-invariant

@@ -95,6 +95,7 @@ def test_transformers_engine_serves_the_adapter(trained):
 
 
 @pytest.mark.vllm
+@pytest.mark.slow  # end to end; the transformers path of the same adapter is pinned above
 def test_vllm_serves_the_adapter(trained):
     pytest.importorskip("vllm", reason="vllm not installed")
     from meds3.data.prompts import render_prompt

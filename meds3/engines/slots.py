@@ -160,8 +160,12 @@ class SlotKV:
         self.copies["trim"] += 1
 
     def _shift_right(self, d: int) -> None:
-        """Move every active slot right by ``d`` columns (a longer row is about to join)."""
-        self.reserve(d)
+        """Move every active slot right by ``d`` columns (a longer row is about to join).
+
+        Grows the columns without trimming first: a trim would shorten :attr:`length` under the
+        caller, which needs it to reach ``length + d``, and could not lower that need anyway."""
+        if self.length + d > self.capacity:
+            self._reallocate(self.slots, max(self.length + d + self.headroom, 2 * self.capacity))
         a, n = self.active, self.length
         if a and n:
             for t in self.keys + self.values:

@@ -254,20 +254,25 @@ def _question_saver(path: Path, chunk: list[MedQuestion], bar: Any, tally: Gener
     return save
 
 
-def _drop_stale_scores(out: Path, prm: Optional[str], datasets: dict[str, list[MedQuestion]], runs: list[Run]) -> None:
+def _drop_stale_scores(out: Path, prm: Optional[str], datasets: dict[str, list[MedQuestion]], runs: list[Run],
+                       precision: str = "auto") -> None:
     """Saved step scores are kept only while the PRM that made them is unchanged: its content
-    hash is recorded in ``scores.json``; when the PRM directory changed (retrained in place,
-    e.g. an evolve stage forced to rerun), every saved score is dropped and scored again."""
+    hash (and a precision other than ``auto``) is recorded in ``scores.json``; when the PRM
+    directory changed (retrained in place, e.g. an evolve stage forced to rerun) or the scorer's
+    precision did, every saved score is dropped and scored again."""
     from meds3.io import atomic_write_json
     from meds3.rollout.shipping import dir_sha256
 
     if not prm or not Path(prm).is_dir():
         return
     current = {"prm_sha256": dir_sha256(prm)}
+    if precision != "auto":  # files written before the option have no key: they mean auto
+        current["prm_precision"] = precision
     path = out / "scores.json"
     saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     if saved is not None and saved != current:
-        logger.warning("%s: the PRM changed since its step scores were saved; scoring every response again", out)
+        logger.warning("%s: the PRM or its precision changed since its step scores were saved; "
+                       "scoring every response again", out)
         for run in runs:
             for name in datasets:
                 rpath = response_path(out, name, run)
@@ -361,9 +366,9 @@ def run_eval(config: EvalConfig, engine: Any = None, scorer: Any = None, progres
             built.close()
     # The selectors' registry says whether step scores are read; PRM-guided MCTS always needs them.
     wants_prm = config.mcts or any(needs_prm(name) for name in config.selectors)
-    scorer = scorer if scorer is not None else load_scorer(config.prm) if wants_prm else None
+    scorer = scorer if scorer is not None else load_scorer(config.prm, config.prm_precision) if wants_prm else None
     if scorer is not None:
-        _drop_stale_scores(out, config.prm, datasets, runs)
+        _drop_stale_scores(out, config.prm, datasets, runs, config.prm_precision)
         _score(out, datasets, runs, scorer, progress)
     if config.mcts and scorer is None:
         logger.warning("mcts: no PRM given; PRM-guided MCTS skipped (give prm=...)")

@@ -23,14 +23,14 @@ class StepScorer(Protocol):
         ...
 
 
-def load_scorer(prm: Union[None, str, StepScorer]) -> Optional[StepScorer]:
-    """A PRM scorer from a path (``meds3.train.prm.PRMScorer``), an object with ``score``,
-    or None."""
+def load_scorer(prm: Union[None, str, StepScorer], precision: str = "auto") -> Optional[StepScorer]:
+    """A PRM scorer from a path (``meds3.train.prm.PRMScorer``, its weights in ``precision``:
+    ``auto``, ``float32`` or ``bfloat16``), an object with ``score``, or None."""
     if prm is None or hasattr(prm, "score"):
         return prm
     from meds3.train.prm import PRMScorer  # imported here: training extras are optional
 
-    return PRMScorer(str(prm))
+    return PRMScorer(str(prm), precision=precision)
 
 
 def score_responses(scorer: StepScorer, question: MedQuestion, responses: Sequence[Response]) -> None:

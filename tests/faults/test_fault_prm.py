@@ -61,3 +61,31 @@ def test_saved_step_scores_are_redone_when_the_prm_changed(tmp_path):
     assert scorer.calls == 8  # every response scored again with the new PRM
     saved = read_responses(tmp_path / "out" / "responses" / "mini.n4.jsonl")
     assert all(r.step_scores is not None for rs in saved.values() for r in rs)
+
+
+def test_saved_step_scores_are_redone_when_the_prm_precision_changed(tmp_path):
+    import dataclasses
+    import json
+
+    from test_eval import TableEngine, TableScorer, write_bench
+
+    from meds3.eval import EvalConfig, run_eval
+
+    bench = write_bench(tmp_path / "mini.jsonl")
+    prm = tmp_path / "prm"
+    prm.mkdir()
+    (prm / "adapter_model.safetensors").write_bytes(b"weights v1")
+    config = EvalConfig(datasets=[str(bench)], n=4, selectors=["p-vs"], greedy=False, prm=str(prm),
+                        output_dir=str(tmp_path / "out"))
+    scorer = TableScorer()
+    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
+    assert scorer.calls == 4
+    # auto writes the key of files made before the option existed, so those stay valid
+    assert set(json.loads((tmp_path / "out" / "scores.json").read_text())) == {"prm_sha256"}
+    bf16 = dataclasses.replace(config, prm_precision="bfloat16")
+    run_eval(bf16, engine=TableEngine(), scorer=scorer, progress=False)
+    assert scorer.calls == 8  # scores of another precision are not mixed with the saved ones
+    run_eval(bf16, engine=TableEngine(), scorer=scorer, progress=False)
+    assert scorer.calls == 8
+    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
+    assert scorer.calls == 12
