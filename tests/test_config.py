@@ -116,3 +116,15 @@ def test_example_configs_load():
         assert cfg.search.expansion_width == 3
     paper = load_config(RolloutConfig, configs[-1])
     assert (paper.search.max_nodes, paper.search.rollout_budget, paper.backend) == (60, 20, "vllm")
+
+
+def test_ray_start_deadline_defaults_to_the_unit_deadline_and_is_checked():
+    import pytest
+
+    from meds3.rollout import RayConfig
+
+    assert RayConfig(unit_timeout_s=30.0).start_deadline_s == 30.0
+    assert RayConfig(unit_timeout_s=30.0, start_timeout_s=600.0).start_deadline_s == 600.0
+    assert RayConfig(unit_timeout_s=None).start_deadline_s is None
+    with pytest.raises(ValueError, match="start_timeout_s must be > 0 or null"):
+        RayConfig(start_timeout_s=0)

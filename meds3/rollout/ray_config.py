@@ -32,6 +32,9 @@ class RayConfig:
     # a unit running longer than this on its actor (a hung engine) is charged a retry, and the
     # actor is killed and replaced; None: no deadline. Size it to several times a unit's time.
     unit_timeout_s: Optional[float] = 6 * 3600.0
+    # an actor still starting (building its engine) after this long is killed and its start
+    # handled as failed; None: unit_timeout_s. Loading a model and starting a unit differ in time.
+    start_timeout_s: Optional[float] = None
     runtime_env: dict[str, Any] = field(default_factory=dict)  # ray.init runtime environment (env_vars, pip, ...)
 
     def __post_init__(self) -> None:
@@ -49,6 +52,13 @@ class RayConfig:
             raise ValueError(f"max_worker_replacements must be >= 0, got {self.max_worker_replacements}")
         if self.unit_timeout_s is not None and not self.unit_timeout_s > 0:
             raise ValueError(f"unit_timeout_s must be > 0 or null, got {self.unit_timeout_s}")
+        if self.start_timeout_s is not None and not self.start_timeout_s > 0:
+            raise ValueError(f"start_timeout_s must be > 0 or null, got {self.start_timeout_s}")
+
+    @property
+    def start_deadline_s(self) -> Optional[float]:
+        """Seconds an actor may take to start: ``start_timeout_s``, else ``unit_timeout_s``."""
+        return self.start_timeout_s if self.start_timeout_s is not None else self.unit_timeout_s
 
     @property
     def threads(self) -> int:

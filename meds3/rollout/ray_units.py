@@ -390,25 +390,27 @@ class RayUnitJob:
     def _wait_s(self) -> Optional[float]:
         """How long the loop may block: until the nearest deadline of a running unit or of an
         actor's start (None: no deadline)."""
-        timeout = self.ray_config.unit_timeout_s
-        running = [w.running_since for w in self.alive() if w.inflight]
-        running += [w.created for w in self._starting.values()]
-        if timeout is None or not running:
+        unit, start = self.ray_config.unit_timeout_s, self.ray_config.start_deadline_s
+        deadlines = [w.running_since + unit for w in self.alive() if w.inflight and unit is not None]
+        deadlines += [w.created + start for w in self._starting.values() if start is not None]
+        if not deadlines:
             return None
-        return max(0.05, min(running) + timeout - time.monotonic())
+        return max(0.05, min(deadlines) - time.monotonic())
 
     def _check_deadlines(self) -> None:
         """Kill and replace every actor whose running unit is past ``ray.unit_timeout_s``; kill an
-        actor still starting after that long (its start then fails and is handled as such)."""
+        actor still starting after ``ray.start_timeout_s`` (default: the same; its start then
+        fails and is handled as such)."""
         import ray
 
-        timeout = self.ray_config.unit_timeout_s
+        timeout, start = self.ray_config.unit_timeout_s, self.ray_config.start_deadline_s
         now = time.monotonic()
         for w in list(self._starting.values()):
-            if timeout is not None and now - w.created > timeout and not w.died:
+            if start is not None and now - w.created > start and not w.died:
                 self.timeouts += 1
-                w.died = f"start ran past ray.unit_timeout_s ({timeout:g} s)"
-                logger.warning("worker %d: still starting after %.0f s; killing the actor", w.id, timeout)
+                name = "start_timeout_s" if self.ray_config.start_timeout_s is not None else "unit_timeout_s"
+                w.died = f"start ran past ray.{name} ({start:g} s)"
+                logger.warning("worker %d: still starting after %.0f s; killing the actor", w.id, start)
                 ray.kill(w.handle)
         for w in list(self.alive()):
             if timeout is not None and w.inflight and now - w.running_since > timeout:
