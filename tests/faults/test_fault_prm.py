@@ -39,34 +39,9 @@ def test_an_ordinary_prm_error_fails_only_its_tree():
     assert trees["q0"].status == trees["q2"].status == "complete"
 
 
-def test_saved_step_scores_are_redone_when_the_prm_changed(tmp_path):
-
-    from test_eval import TableEngine, TableScorer, write_bench
-
-    from meds3.eval import EvalConfig, read_responses, run_eval
-
-    bench = write_bench(tmp_path / "mini.jsonl")
-    prm = tmp_path / "prm"
-    prm.mkdir()
-    (prm / "adapter_model.safetensors").write_bytes(b"weights v1")
-    config = EvalConfig(datasets=[str(bench)], n=4, selectors=["p-vs"], greedy=False, prm=str(prm),
-                        output_dir=str(tmp_path / "out"))
-    scorer = TableScorer()
-    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
-    assert scorer.calls == 4
-    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
-    assert scorer.calls == 4  # the same PRM: saved scores kept
-    (prm / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained in place
-    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
-    assert scorer.calls == 8  # every response scored again with the new PRM
-    saved = read_responses(tmp_path / "out" / "responses" / "mini.n4.jsonl")
-    assert all(r.step_scores is not None for rs in saved.values() for r in rs)
-
-
-def test_saved_step_scores_are_redone_when_the_prm_precision_changed(tmp_path):
-    import dataclasses
-    import json
-
+def scored_once(tmp_path):
+    """A mini benchmark evaluated once with p-vs and a PRM folder: (config, its PRM folder, the
+    scorer, which has scored the 4 questions once)."""
     from test_eval import TableEngine, TableScorer, write_bench
 
     from meds3.eval import EvalConfig, run_eval
@@ -80,6 +55,33 @@ def test_saved_step_scores_are_redone_when_the_prm_precision_changed(tmp_path):
     scorer = TableScorer()
     run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
     assert scorer.calls == 4
+    return config, prm, scorer
+
+
+def test_saved_step_scores_are_redone_when_the_prm_changed(tmp_path):
+    from test_eval import TableEngine
+
+    from meds3.eval import read_responses, run_eval
+
+    config, prm, scorer = scored_once(tmp_path)
+    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
+    assert scorer.calls == 4  # the same PRM: saved scores kept
+    (prm / "adapter_model.safetensors").write_bytes(b"weights v2")  # retrained in place
+    run_eval(config, engine=TableEngine(), scorer=scorer, progress=False)
+    assert scorer.calls == 8  # every response scored again with the new PRM
+    saved = read_responses(tmp_path / "out" / "responses" / "mini.n4.jsonl")
+    assert all(r.step_scores is not None for rs in saved.values() for r in rs)
+
+
+def test_saved_step_scores_are_redone_when_the_prm_precision_changed(tmp_path):
+    import dataclasses
+    import json
+
+    from test_eval import TableEngine
+
+    from meds3.eval import run_eval
+
+    config, _, scorer = scored_once(tmp_path)
     # auto writes the key of files made before the option existed, so those stay valid
     assert set(json.loads((tmp_path / "out" / "scores.json").read_text())) == {"prm_sha256"}
     bf16 = dataclasses.replace(config, prm_precision="bfloat16")
