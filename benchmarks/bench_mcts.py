@@ -39,7 +39,8 @@ def run(engine, questions, config, live_trees):
     return {"seconds": round(seconds, 2), "trees": len(trees), "nodes": nodes,
             "generated_tokens": forest.stats.generated_tokens, "engine_calls": forest.stats.engine_calls,
             "nodes_per_s": round(nodes / seconds, 3), "tokens_per_s": round(forest.stats.generated_tokens / seconds, 1),
-            "shapes": [[(n.parent, n.kind, n.verdict) for n in t.nodes] for t in trees]}
+            # keyed by question: the async forest yields trees in the order they finish
+            "shapes": {t.question_id: [(n.parent, n.kind, n.step, n.verdict) for n in t.nodes] for t in trees}}
 
 
 def main() -> None:
