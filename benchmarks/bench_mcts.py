@@ -15,7 +15,7 @@ import time
 
 from meds3.data import load_questions
 from meds3.engines import build_engine
-from meds3.mcts import Forest, SearchConfig
+from meds3.mcts import Forest, SearchConfig, tree_shapes
 
 
 class OneCallPerRequest:
@@ -40,7 +40,7 @@ def run(engine, questions, config, live_trees):
             "generated_tokens": forest.stats.generated_tokens, "engine_calls": forest.stats.engine_calls,
             "nodes_per_s": round(nodes / seconds, 3), "tokens_per_s": round(forest.stats.generated_tokens / seconds, 1),
             # keyed by question: the async forest yields trees in the order they finish
-            "shapes": {t.question_id: [(n.parent, n.kind, n.step, n.verdict) for n in t.nodes] for t in trees}}
+            "shapes": tree_shapes(trees, ("parent", "kind", "step", "verdict"))}
 
 
 def main() -> None:

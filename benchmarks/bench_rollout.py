@@ -22,13 +22,12 @@ from pathlib import Path
 import torch
 
 from meds3.engines import build_engine
-from meds3.mcts import SearchConfig
+from meds3.mcts import SearchConfig, tree_shapes
 from meds3.rollout import RayConfig, RolloutConfig, TreeStore, run_ray_rollout, run_rollout
 
 
 def shapes(out: Path) -> dict:
-    return {t.question.id: [(n.parent, n.kind, n.verdict) for n in t.nodes]
-            for t in TreeStore(out / "trees").iter_trees()}
+    return tree_shapes(TreeStore(out / "trees").iter_trees(), ("parent", "kind", "verdict"))
 
 
 def job(args, out: Path, ray: bool) -> RolloutConfig:

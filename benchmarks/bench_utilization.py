@@ -93,6 +93,7 @@ def measure(engine, backend: str, questions: int, schedule: str) -> dict:
     from meds3.config import load_config
     from meds3.data import load_questions
     from meds3.evolve import EvolveConfig
+    from meds3.mcts import tree_shapes
     from meds3.rollout.runner import build_forest
 
     config = load_config(EvolveConfig, "examples/configs/evolve.yaml", [])
@@ -113,7 +114,7 @@ def measure(engine, backend: str, questions: int, schedule: str) -> dict:
     mean_new = max(1, counting.new_tokens // max(counting.sequences, 1))
     engine_tok_s = capacity(engine, concurrency, mean_prompt, mean_new)
     computed, cached = s.prompt_tokens_computed, s.prompt_tokens_cached
-    shapes = {t.question.id: [(n.parent, n.kind, n.step) for n in t.nodes] for t in trees}
+    shapes = tree_shapes(trees, ("parent", "kind", "step"))
     return {"backend": backend, "schedule": schedule, "trees": len(trees), "nodes": sum(len(t.nodes) for t in trees),
             "seconds": round(seconds, 1), "engine_calls": counting.calls, "sequences_in_flight": concurrency,
             "mean_prompt_tokens": mean_prompt, "mean_new_tokens": mean_new,

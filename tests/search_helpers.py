@@ -1,5 +1,8 @@
 """Helpers of the scripted search tests: one question, right and wrong answers, samples,
-rollouts, the plain prompt renderer and a compact view of requests."""
+rollouts, the plain prompt renderer, a compact view of requests, and the question ids a job stored."""
+
+import json
+from pathlib import Path
 
 from meds3.data import MedQuestion
 from meds3.data.prompts import render_prompt
@@ -26,3 +29,10 @@ def render(question, steps):
 def kinds(reqs):
     """``(node_id, kind, n)`` of each request."""
     return [(r.node_id, r.kind, r.n) for r in reqs]
+
+
+def stored_ids(output_dir) -> list[str]:
+    """Question id of every tree line a job stored under ``output_dir/trees``, sorted, duplicates kept:
+    read from the shards' lines directly, not through the store that wrote them."""
+    return sorted(json.loads(line)["question"]["id"] for shard in (Path(output_dir) / "trees").glob("trees-*.jsonl")
+                  for line in shard.read_text().splitlines() if line.strip())

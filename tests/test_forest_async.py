@@ -13,15 +13,10 @@ from scripted_engine import ScriptedEngine
 
 from meds3.data import MedQuestion
 from meds3.engines.base import GenerateStream
-from meds3.mcts import Forest, SearchConfig
+from meds3.mcts import Forest, SearchConfig, tree_shapes
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(9)]
-
-
-def shapes(trees):
-    return {t.question.id: [(n.parent, n.kind, n.step, n.verdict, n.visits, round(n.value, 9)) for n in t.nodes]
-            for t in trees}
 
 
 class ShuffledStream(ScriptedEngine):
@@ -70,8 +65,8 @@ def test_async_forest_grows_the_round_based_trees(live_trees, seed):
     streamed = list(Forest(ScriptedEngine(), config, live_trees=live_trees, schedule="async").run(QS))
     shuffled = list(Forest(ShuffledStream(order_seed=seed + 7), config, live_trees=live_trees).run(QS))
     assert len(rounds) == len(streamed) == len(shuffled) == len(QS)
-    assert shapes(streamed) == shapes(rounds)
-    assert shapes(shuffled) == shapes(rounds)
+    assert tree_shapes(streamed) == tree_shapes(rounds)
+    assert tree_shapes(shuffled) == tree_shapes(rounds)
     assert all(t.status == "complete" for t in shuffled)
 
 
@@ -84,7 +79,7 @@ def test_trees_do_not_wait_for_a_slow_tree():
     assert order[-1] == "q0" and sorted(order) == sorted(q.id for q in QS)
     rounds = list(Forest(ScriptedEngine(), SearchConfig(max_nodes=12), live_trees=3, schedule="rounds").run(QS))
     assert order != [t.question.id for t in rounds]
-    assert shapes(trees) == shapes(rounds)
+    assert tree_shapes(trees) == tree_shapes(rounds)
 
 
 def test_the_stream_is_kept_full_of_every_live_tree():
@@ -106,7 +101,7 @@ def test_a_request_the_engine_refuses_fails_only_its_tree():
     assert all(t.status == "complete" for t in others.values())
     clean = list(Forest(ScriptedEngine(), SearchConfig(max_nodes=10), live_trees=3, schedule="rounds")
                  .run([q for q in QS[:5] if q.id != "q2"]))
-    assert shapes(others.values()) == shapes(clean)
+    assert tree_shapes(others.values()) == tree_shapes(clean)
 
 
 def test_a_failed_poll_is_retried_and_changes_no_tree():
@@ -115,7 +110,7 @@ def test_a_failed_poll_is_retried_and_changes_no_tree():
     engine = ScriptedEngine(fail_calls={3})
     trees = list(Forest(engine, SearchConfig(max_nodes=10), live_trees=3).run(QS[:4]))
     clean = list(Forest(ScriptedEngine(), SearchConfig(max_nodes=10), live_trees=3, schedule="rounds").run(QS[:4]))
-    assert all(t.status == "complete" for t in trees) and shapes(trees) == shapes(clean)
+    assert all(t.status == "complete" for t in trees) and tree_shapes(trees) == tree_shapes(clean)
 
 
 def test_generate_stream_runs_everything_submitted_in_one_call():

@@ -11,7 +11,7 @@ import pytest
 from scripted_engine import ScriptedEngine, SlowEngine
 
 from meds3.data import MedQuestion
-from meds3.mcts import EngineFailure, Feed, Forest, SearchConfig
+from meds3.mcts import EngineFailure, Feed, Forest, SearchConfig, tree_shapes
 from meds3.rollout import RolloutConfig
 from meds3.rollout.ray_worker import RolloutWorker
 
@@ -21,14 +21,8 @@ SEARCH = SearchConfig(max_nodes=10)
 
 
 def shapes(trees):
-    def node(n):
-        return (n["parent"], n["kind"], n["step"], n["value"]) if isinstance(n, dict) else (n.parent, n.kind, n.step,
-                                                                                            n.value)
-
-    def tree(t):
-        return (t["question"]["id"], t["nodes"]) if isinstance(t, dict) else (t.question.id, t.nodes)
-
-    return {qid: [node(n) for n in nodes] for qid, nodes in map(tree, trees)}
+    """Trees or their stored (dict) form, compared on what a unit's result carries."""
+    return tree_shapes(trees, ("parent", "kind", "step", "value"))
 
 
 def test_a_feed_topped_up_while_the_forest_runs_gives_the_same_trees():

@@ -5,14 +5,14 @@ import pytest
 from scripted_engine import ScriptedEngine
 
 from meds3.data import MedQuestion
-from meds3.mcts import Forest, SearchConfig, extract_trajectories
+from meds3.mcts import Forest, SearchConfig, extract_trajectories, tree_shapes
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(7)]
 
 
 def shapes(trees):
-    return {t.question.id: [(n.parent, n.kind, n.verdict, round(n.value, 9)) for n in t.nodes] for t in trees}
+    return tree_shapes(trees, ("parent", "kind", "verdict", "value"))
 
 
 def test_one_engine_call_per_round_across_trees():

@@ -7,7 +7,7 @@ import pytest
 from search_helpers import RIGHT, WRONG, Q, kinds, render, rollouts, s
 
 from meds3.mcts.config import SearchConfig
-from meds3.mcts.node import Tree
+from meds3.mcts.node import Tree, tree_shapes
 from meds3.mcts.search import TreeSearch
 
 
@@ -137,3 +137,26 @@ def test_tree_json_round_trip_and_networkx():
     assert graph.nodes[4]["verdict"] is True and list(graph.successors(1)) == [5, 6, 7]
     with pytest.raises(ValueError, match="schema version 99"):
         Tree.from_dict({**data, "schema_version": 99})
+
+
+def test_tree_shapes_pin_every_node_keyed_by_question():
+    search = run_scripted_scenario(max_nodes=100)
+    search.requests()
+    tree = search.tree
+    other = Tree.from_dict({**tree.to_dict(), "question": {**tree.question.to_dict(), "id": "q2"}})
+    shapes = tree_shapes([other, tree], ("parent", "kind", "verdict", "value"))
+    assert list(shapes) == ["q2", "q1"] and shapes["q1"] == shapes["q2"]  # keyed, not positional
+    assert shapes["q1"][:5] == [(None, "root", None, 0.663645833), (0, "reason", None, 0.5875),
+                                (0, "reason", None, 0.2), (0, "reason", None, 1.0), (3, "finish", True, 1.0)]
+    # a stored (JSON) tree gives the same shapes as the searched one; order of trees does not matter
+    stored = json.loads(json.dumps(tree.to_dict()))
+    assert tree_shapes([stored]) == tree_shapes([tree])
+    assert tree_shapes([tree, other]) == tree_shapes([other, tree])
+    # a value a hair off still compares equal after rounding; a different step does not
+    nudged = Tree.from_dict(stored)
+    nudged.nodes[1].value += 1e-12
+    assert tree_shapes([nudged]) == tree_shapes([tree])
+    nudged.nodes[2].step = "changed"
+    assert tree_shapes([nudged]) != tree_shapes([tree])
+    with pytest.raises(ValueError, match="unknown node fields \\['colour'\\]"):
+        tree_shapes([tree], ("parent", "colour"))

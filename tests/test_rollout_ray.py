@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from ray_helpers import kill_first_worker
 from scripted_engine import ScriptedEngine, SlowEngine
+from search_helpers import stored_ids
 
 from meds3.config import ConfigError, load_config, save_config
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
-from meds3.mcts import SearchConfig
+from meds3.mcts import SearchConfig, tree_shapes
 from meds3.rollout import RayConfig, RolloutConfig, TreeStore, run_ray_rollout, run_rollout
 from meds3.rollout.ray_runner import make_units
 
@@ -54,13 +55,7 @@ def poisoned(config):
 
 
 def shapes(trees):
-    return {t.question.id: [(n.parent, n.kind, n.verdict, round(n.value, 9)) for n in t.nodes] for t in trees}
-
-
-def stored_ids(out):
-    """Question id of every stored line, duplicates included."""
-    return sorted(json.loads(line)["question"]["id"] for shard in (Path(out) / "trees").glob("trees-*.jsonl")
-                  for line in shard.read_text().splitlines() if line.strip())
+    return tree_shapes(trees, ("parent", "kind", "verdict", "value"))
 
 
 def job(tmp_path, name, **ray_kw):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Union
 
 from meds3.data.question import MedQuestion
 
@@ -187,3 +187,32 @@ def check_nodes(nodes: list[Node]) -> None:
         elif not isinstance(n.parent, int) or isinstance(n.parent, bool) or not 0 <= n.parent < i:
             what = "is its own parent" if n.parent == i else f"has parent {n.parent!r}, not an earlier node"
             raise ValueError(f"node {i} {what}")
+
+
+SHAPE_FIELDS = ("parent", "kind", "step", "verdict", "visits", "value")
+
+
+def tree_shapes(trees: Iterable[Union[Tree, dict[str, Any]]], keys: Iterable[str] = SHAPE_FIELDS,
+                digits: int = 9) -> dict[str, list[tuple]]:
+    """Each tree's nodes as tuples of ``keys`` (:class:`Node` field names), keyed by question id: what
+    two runs compare to say they grew the same trees (the benchmarks' ``same_trees``, the resume and
+    batch-invariance tests).
+
+    Keyed, not listed, because an asynchronous forest yields trees in the order they finish. Float
+    fields are rounded to ``digits`` so a value read back from a shard compares equal to the one
+    searched. ``trees`` may be :class:`Tree` objects or their ``to_dict`` form (a stored line).
+    """
+    keys = tuple(keys)
+    names = [f.name for f in fields(Node)]
+    unknown = [k for k in keys if k not in names]
+    if unknown:
+        raise ValueError(f"unknown node fields {unknown}; a Node has {names}")
+
+    def cell(value):
+        return round(value, digits) if isinstance(value, float) else value
+
+    shapes: dict[str, list[tuple]] = {}
+    for tree in trees:
+        tree = Tree.from_dict(tree) if isinstance(tree, dict) else tree
+        shapes[tree.question.id] = [tuple(cell(getattr(n, k)) for k in keys) for n in tree.nodes]
+    return shapes

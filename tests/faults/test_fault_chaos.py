@@ -8,7 +8,6 @@ written; each kill comes a seeded random delay after the store has grown since t
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -17,26 +16,20 @@ import time
 from pathlib import Path
 
 from scripted_engine import ScriptedEngine, slow_rollout_command
+from search_helpers import stored_ids
 
 from meds3.config import save_config
 from meds3.data import save_questions
 from meds3.data.question import MedQuestion
-from meds3.mcts import SearchConfig
+from meds3.mcts import SearchConfig, tree_shapes
 from meds3.rollout import RolloutConfig, TreeStore, run_rollout
 
 QS = [MedQuestion(id=f"q{i}", question=f"Question {i}?", options={"A": "a", "B": "b", "C": "c"}, answer="B")
       for i in range(24)]
 
 
-def stored_lines(out: Path) -> list[str]:
-    """Question id of every stored tree line, duplicates kept."""
-    return sorted(json.loads(line)["question"]["id"] for shard in (out / "trees").glob("trees-*.jsonl")
-                  for line in shard.read_text().splitlines() if line.strip())
-
-
 def shapes(out: Path) -> dict:
-    return {t.question.id: [(n.parent, n.kind, n.verdict, round(n.value, 9)) for n in t.nodes]
-            for t in TreeStore(out / "trees").iter_trees()}
+    return tree_shapes(TreeStore(out / "trees").iter_trees(), ("parent", "kind", "verdict", "value"))
 
 
 def config(tmp_path: Path, name: str) -> RolloutConfig:
@@ -58,13 +51,13 @@ def test_five_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path):
     save_config(job, tmp_path / "job.yaml")
     kills = 0
     for _ in range(5):
-        before = len(stored_lines(out))
+        before = len(stored_ids(out))
         if before == len(QS):
             break
         proc = subprocess.Popen(slow_rollout_command(tmp_path / "job.yaml", 0.1), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None and len(stored_lines(out)) == before:
+        while time.time() < deadline and proc.poll() is None and len(stored_ids(out)) == before:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.4))
         if proc.poll() is None:
@@ -73,9 +66,9 @@ def test_five_sigkills_at_random_moments_lose_and_duplicate_nothing(tmp_path):
         proc.wait()
         assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
         proc.stderr.close()
-        assert len(set(stored_lines(out))) == len(stored_lines(out))  # never a question twice
-    assert kills == 5 and len(stored_lines(out)) < len(QS)  # really interrupted 5 times, not run through
+        assert len(set(stored_ids(out))) == len(stored_ids(out))  # never a question twice
+    assert kills == 5 and len(stored_ids(out)) < len(QS)  # really interrupted 5 times, not run through
     run_rollout(job, engine=ScriptedEngine(), progress=False)  # the last rerun finishes the job
-    assert stored_lines(out) == sorted(q.id for q in QS)  # each question exactly once
+    assert stored_ids(out) == sorted(q.id for q in QS)  # each question exactly once
     assert shapes(out) == shapes(Path(reference.output_dir))  # the same trees as without faults
     assert not list((out / "trees").glob("*.tmp*"))  # no temporary file left behind
