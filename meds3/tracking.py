@@ -30,8 +30,6 @@ def report_targets(report_to: Union[str, Sequence[str], None]) -> list[str]:
         ValueError: a name transformers does not know (the known ones listed), or ``"none"``
             beside another name.
     """
-    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
     if report_to is None:
         return []
     if isinstance(report_to, str):  # "[a, b]": a list given as a key=value override stays text
@@ -43,6 +41,12 @@ def report_targets(report_to: Union[str, Sequence[str], None]) -> list[str]:
         if len(names) > 1:
             raise ValueError(f"report_to: 'none' cannot go with other names, got {names}")
         return []
+    if set(names) <= {"all", *TRACKER_TARGETS}:
+        # why: checking other names imports transformers' trainer integrations (torch and all, 10 s
+        # or more on a cold start); loading a config, as submit.sh does before a job, needs none of it
+        return list(dict.fromkeys(names))
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
     known = {"all", *INTEGRATION_TO_CALLBACK}
     for name in names:
         if name not in known:

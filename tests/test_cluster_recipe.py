@@ -228,3 +228,25 @@ def test_submit_refuses_bad_configs_and_missing_data_before_calling_ray():
     missing = run_submit("rollout", "seeds=[seed_data/not_built.jsonl]")
     assert missing.returncode != 0 and "seed_data/not_built.jsonl" in missing.stderr
     assert "ray job submit" not in missing.stdout
+
+
+def test_loading_every_submitted_config_imports_neither_torch_nor_transformers_models():
+    """submit.sh loads the config before every submission; that check must take a second, not the
+    10 s or more of importing torch and transformers' trainer integrations on a cold start (the
+    report_to check once did that for every config with a trainer section)."""
+    code = """
+import sys
+from meds3.config import load_config
+from meds3.evolve import EvolveConfig
+from meds3.eval import EvalConfig
+from meds3.rollout import RolloutConfig
+from meds3.train import PolicyTrainConfig, PRMTrainConfig
+classes = {"RolloutConfig": RolloutConfig, "EvolveConfig": EvolveConfig, "EvalConfig": EvalConfig,
+           "PolicyTrainConfig": PolicyTrainConfig, "PRMTrainConfig": PRMTrainConfig}
+for path, name in %r:
+    load_config(classes[name], path, ["report_to=tensorboard"] if name.endswith("TrainConfig") else [])
+print(sorted(m for m in ("torch", "transformers.modeling_utils") if m in sys.modules))
+""" % [(c, cls.__name__) for c, cls in JOBS.values()]
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
