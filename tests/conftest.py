@@ -1,5 +1,6 @@
 """Shared test fixtures."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -9,16 +10,35 @@ from openai_server import openai_server  # noqa: F401 -- one vLLM server per ses
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Modules whose tests start Ray themselves (a cluster, or a CLI run with --ray), not through ray_instance.
+RAY_MODULES = {"test_rollout_ray.py", "test_eval_ray.py", "test_fault_ray.py", "test_rehearsal.py", "test_packaging.py"}
+
+
+@functools.cache
+def uses_vllm_fixtures(path: Path) -> bool:
+    """Whether a test module names the session's vLLM fixtures (some reach them through
+    ``request.getfixturevalue``, which ``item.fixturenames`` does not show)."""
+    text = path.read_text(encoding="utf-8")
+    return "tiny_vllm_engine" in text or "openai_server" in text
 
 
 def pytest_collection_modifyitems(config, items):
     """A test marked ``vllm`` skips where vLLM is not installed (``require_vllm``), so no test or
-    fixture needs its own ``pytest.importorskip("vllm")``."""
+    fixture needs its own ``pytest.importorskip("vllm")``. Under ``pytest -n 2 --dist loadgroup``
+    (pytest-xdist), the vLLM tests share one worker and the Ray tests another (``xdist_group``);
+    without xdist the groups do nothing."""
     from testing_utils import require_vllm
 
     for item in items:
         if item.get_closest_marker("vllm") is not None:
             item.add_marker(require_vllm)
+        if item.get_closest_marker("vllm") is not None or uses_vllm_fixtures(item.path):
+            # why: under `pytest -n 2 --dist loadgroup` (pytest-xdist) one worker runs every vLLM test, so
+            # only one process holds the session's vLLM engines (the server's alone takes 7 GiB of RAM)
+            item.add_marker(pytest.mark.xdist_group("vllm"))
+        elif "ray_instance" in item.fixturenames or item.path.name in RAY_MODULES:
+            # one local Ray instance at a time, and the fault tests' timeouts beside no other Ray job
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="session")
