@@ -22,6 +22,7 @@ def uses_vllm_fixtures(path: Path) -> bool:
     return "tiny_vllm_engine" in text or "openai_server" in text
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """A test marked ``vllm`` skips where vLLM is not installed (``require_vllm``), so no test or
     fixture needs its own ``pytest.importorskip("vllm")``. Under ``pytest -n 2 --dist loadgroup``

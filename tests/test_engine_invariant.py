@@ -18,6 +18,7 @@ from model_paths import model_path
 from meds3.engines import build_engine
 from meds3.engines.invariant import TILE, tiled_linear
 from meds3.engines.types import GenerationRequest, SamplingParams
+from meds3.mcts import tree_shapes
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +116,8 @@ def test_a_rollout_split_over_a_resume_grows_the_same_trees(wide_model, tmp_path
         for limit in limits:  # a resume: the next run searches the questions not yet stored
             config.limit = limit
             run_rollout(config, progress=False)
-        return {t.question.id: [(n.parent, n.kind, n.step, n.value) for n in t.nodes]
-                for t in TreeStore(tmp_path / name / "trees").iter_trees()}
+        return tree_shapes(TreeStore(tmp_path / name / "trees").iter_trees(), ("parent", "kind", "step", "value"),
+                           digits=None)
 
     together = run("together", [4])
     resumed = run("resumed", [1, 3, 4])  # 1 tree alone, then 2 together, then the last one alone

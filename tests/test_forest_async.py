@@ -156,7 +156,7 @@ def test_on_a_real_model_async_and_rounds_grow_the_same_trees(live_trees, admit_
     def grow(schedule):
         forest = Forest(engine, config, live_trees=live_trees, schedule=schedule)
         trees = list(forest.run(questions))
-        return {t.question.id: [(n.parent, n.kind, n.step, n.value) for n in t.nodes] for t in trees}, forest.stats
+        return tree_shapes(trees, ("parent", "kind", "step", "value"), digits=None), forest.stats
 
     rounds, _ = grow("rounds")
     streamed, stats = grow("async")

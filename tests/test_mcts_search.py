@@ -156,6 +156,7 @@ def test_tree_shapes_pin_every_node_keyed_by_question():
     nudged = Tree.from_dict(stored)
     nudged.nodes[1].value += 1e-12
     assert tree_shapes([nudged]) == tree_shapes([tree])
+    assert tree_shapes([nudged], digits=None) != tree_shapes([tree], digits=None)  # exact on request
     nudged.nodes[2].step = "changed"
     assert tree_shapes([nudged]) != tree_shapes([tree])
     with pytest.raises(ValueError, match="unknown node fields \\['colour'\\]"):

@@ -193,14 +193,15 @@ SHAPE_FIELDS = ("parent", "kind", "step", "verdict", "visits", "value")
 
 
 def tree_shapes(trees: Iterable[Union[Tree, dict[str, Any]]], keys: Iterable[str] = SHAPE_FIELDS,
-                digits: int = 9) -> dict[str, list[tuple]]:
+                digits: Optional[int] = 9) -> dict[str, list[tuple]]:
     """Each tree's nodes as tuples of ``keys`` (:class:`Node` field names), keyed by question id: what
     two runs compare to say they grew the same trees (the benchmarks' ``same_trees``, the resume and
     batch-invariance tests).
 
     Keyed, not listed, because an asynchronous forest yields trees in the order they finish. Float
     fields are rounded to ``digits`` so a value read back from a shard compares equal to the one
-    searched. ``trees`` may be :class:`Tree` objects or their ``to_dict`` form (a stored line).
+    searched (``digits=None``: compared exactly, for the bit-identical guarantees). ``trees`` may
+    be :class:`Tree` objects or their ``to_dict`` form (a stored line).
     """
     keys = tuple(keys)
     names = [f.name for f in fields(Node)]
@@ -209,7 +210,7 @@ def tree_shapes(trees: Iterable[Union[Tree, dict[str, Any]]], keys: Iterable[str
         raise ValueError(f"unknown node fields {unknown}; a Node has {names}")
 
     def cell(value):
-        return round(value, digits) if isinstance(value, float) else value
+        return round(value, digits) if isinstance(value, float) and digits is not None else value
 
     shapes: dict[str, list[tuple]] = {}
     for tree in trees:
