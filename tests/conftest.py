@@ -33,13 +33,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("vllm") is not None:
             item.add_marker(require_vllm)
-        if item.get_closest_marker("vllm") is not None or uses_vllm_fixtures(item.path):
-            # why: under `pytest -n 2 --dist loadgroup` (pytest-xdist) one worker runs every vLLM test, so
-            # only one process holds the session's vLLM engines (the server's alone takes 7 GiB of RAM)
-            item.add_marker(pytest.mark.xdist_group("vllm"))
-        elif "ray_instance" in item.fixturenames or item.path.name in RAY_MODULES:
-            # one local Ray instance at a time, and the fault tests' timeouts beside no other Ray job
+        if "ray_instance" in item.fixturenames or item.path.name in RAY_MODULES:
+            # why: under `pytest -n 2 --dist loadgroup` (pytest-xdist) one worker runs every Ray test: a second
+            # Ray instance on the machine (the rehearsal's two-node cluster) was joined by the other tests'
+            # ray.init and failed them and itself; the rehearsal's vLLM engines are its own, not the session's
             item.add_marker(pytest.mark.xdist_group("ray"))
+        elif item.get_closest_marker("vllm") is not None or uses_vllm_fixtures(item.path):
+            # one worker holds the session's vLLM engines (the server's alone takes 7 GiB of RAM on a CPU)
+            item.add_marker(pytest.mark.xdist_group("vllm"))
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +81,12 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """One local Ray instance (2 CPUs) per test module, shut down after it; actors find the
+    """One local Ray instance (2 CPUs) per test module, shut down after it (a new one: ``address="local"``
+    never joins another Ray running on the machine); actors find the
     tests' helper modules (scripted engines, factories) through PYTHONPATH. Yields its address."""
     ray = pytest.importorskip("ray")
     tests = Path(__file__).resolve().parent
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(tests), str(tests / "faults")])}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
