@@ -21,8 +21,8 @@ SEARCH = SearchConfig(max_nodes=10)
 
 
 def shapes(trees):
-    """Trees or their stored (dict) form, compared on what a unit's result carries."""
-    return tree_shapes(trees, ("parent", "kind", "step", "value"))
+    """Trees or their stored (dict) form, compared on what a unit's result carries, values exactly."""
+    return tree_shapes(trees, ("parent", "kind", "step", "value"), digits=None)
 
 
 def test_a_feed_topped_up_while_the_forest_runs_gives_the_same_trees():
