@@ -22,25 +22,60 @@ def uses_vllm_fixtures(path: Path) -> bool:
     return "tiny_vllm_engine" in text or "openai_server" in text
 
 
+# The xdist groups, and the order their units are handed out under `pytest -n 2 --dist loadgroup`: the
+# rehearsal first (alone, it is the longest test: 10-15 minutes), the session's vLLM engines second, then
+# the rest in collection order. The whole suite's wall time is about the rehearsal's plus what the other
+# worker cannot take meanwhile.
+GROUP_ORDER = {"rehearsal": 0, "vllm": 1}
+
+
+def xdist_group(item) -> str | None:
+    """The pytest-xdist group a test runs in, or None for a test any worker may take.
+
+    - ``rehearsal``: the two-node cluster rehearsal, on its own: the worker that holds it takes
+      nothing else for its 10-15 minutes. Its cluster keeps its files in its own Ray temp dir, so
+      the Ray tests of the other worker never join it (test_rehearsal.py).
+    - ``ray``: every other test that starts Ray (``ray_instance`` users and :data:`RAY_MODULES`).
+    - ``vllm``: tests marked ``vllm`` and modules that use the session's vLLM engines: one worker holds
+      those engines (2.4 GiB of RAM each on a CPU), never both.
+    - ``notebooks``: the example notebooks, in order on one worker (the later two reuse the
+      quickstart's trees and PRM instead of growing their own).
+    """
+    if item.path.name == "test_rehearsal.py":
+        return "rehearsal"
+    if "ray_instance" in item.fixturenames or item.path.name in RAY_MODULES:
+        return "ray"
+    if item.get_closest_marker("vllm") is not None or uses_vllm_fixtures(item.path):
+        return "vllm"
+    if item.path.name == "test_notebooks.py":
+        return "notebooks"
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """A test marked ``vllm`` skips where vLLM is not installed (``require_vllm``), so no test or
     fixture needs its own ``pytest.importorskip("vllm")``. Under ``pytest -n 2 --dist loadgroup``
-    (pytest-xdist), the vLLM tests share one worker and the Ray tests another (``xdist_group``);
-    without xdist the groups do nothing."""
+    (pytest-xdist), each test gets its :func:`xdist_group` and the workers collect the groups in
+    :data:`GROUP_ORDER` first; without xdist the groups do nothing and the order is the files'."""
     from testing_utils import require_vllm
 
     for item in items:
         if item.get_closest_marker("vllm") is not None:
             item.add_marker(require_vllm)
-        if "ray_instance" in item.fixturenames or item.path.name in RAY_MODULES:
-            # why: under `pytest -n 2 --dist loadgroup` (pytest-xdist) one worker runs every Ray test: a second
-            # Ray instance on the machine (the rehearsal's two-node cluster) was joined by the other tests'
-            # ray.init and failed them and itself; the rehearsal's vLLM engines are its own, not the session's
-            item.add_marker(pytest.mark.xdist_group("ray"))
-        elif item.get_closest_marker("vllm") is not None or uses_vllm_fixtures(item.path):
-            # one worker holds the session's vLLM engines (the server's alone takes 7 GiB of RAM on a CPU)
-            item.add_marker(pytest.mark.xdist_group("vllm"))
+        group = xdist_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # set in xdist's workers, where collection happens
+        items.sort(key=lambda item: GROUP_ORDER.get(xdist_group(item), len(GROUP_ORDER)))
+
+
+def pytest_configure(config):
+    """Under xdist, hand the units out in collection order (``GROUP_ORDER`` first) rather than
+    largest group first, xdist's default (``--loadscope-reorder``), which would start the
+    rehearsal, a one-test group, only after the large groups."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 @pytest.fixture(scope="session")

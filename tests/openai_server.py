@@ -73,12 +73,14 @@ def start_server(model_path: Path, log_path: Path, timeout_s: float = START_TIME
     cores = sorted(os.sched_getaffinity(0))
     env = dict(os.environ, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True",
                VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, cores))))
-    # the CPU options the vllm backend uses (meds3/engines/vllm_backend.py)
+    # the CPU options the vllm backend uses (meds3/engines/vllm_backend.py), but a tenth of the RAM for
+    # weights and KV cache instead of its default 0.3, like the session's tiny engine (conftest.py): the
+    # server outlives its modules, and at 0.3 it held 7 GiB beside the rehearsal's engines under xdist
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path),
            "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
            "--dtype", "float32", "--enforce-eager", "--no-enable-chunked-prefill",
            "--max-num-batched-tokens", "8192", "--max-model-len", str(MAX_MODEL_LEN),
-           "--gpu-memory-utilization", "0.3", "--seed", "0", "--enable-prefix-caching",
+           "--gpu-memory-utilization", "0.1", "--seed", "0", "--enable-prefix-caching",
            "--enable-lora", "--max-lora-rank", "8", "--max-loras", "2"]
     started = time.monotonic()
     with open(log_path, "wb") as log:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,9 +70,13 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def two_node_cluster():
+def two_node_cluster(monkeypatch):
     from ray.cluster_utils import Cluster
 
+    # Ray writes the cluster's address into its temp dir, where a plain ray.init() elsewhere on the machine
+    # (a test on the other pytest-xdist worker) would find and join it: keep the cluster's files apart.
+    # A short path: Ray's Unix sockets live under it (at most 107 characters).
+    monkeypatch.setenv("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray-rehearsal-", dir="/tmp"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False, runtime_env={
@@ -83,6 +89,7 @@ def two_node_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+    shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
 
 
 def paper_shaped_config(tmp_path: Path):
@@ -94,7 +101,7 @@ def paper_shaped_config(tmp_path: Path):
     return from_dict(EvolveConfig, {
         "output_dir": str(tmp_path / "evolve"), "iterations": 2, "base_model": "tiny-random-llama",
         "backend": "vllm",
-        "engine": {"enable_lora": True, "max_lora_rank": 8, "gpu_memory_utilization": 0.15},
+        "engine": {"enable_lora": True, "max_lora_rank": 8, "gpu_memory_utilization": 0.05},
         "seeds": [str(seeds)], "questions_per_iteration": 2, "held_out": 2, "accumulate_trees": True,
         "later_search": {"rollout_temperature": 1.0, "simulation": "continue"},
         "later_prompt": {"few_shot": 0},
