@@ -30,7 +30,7 @@ _KEEP = (".meds3.lock",)  # the folder's lock stays where the running job holds 
 # Engine options that change speed or memory but not what is generated: left out of the keys,
 # so a resume may tune them. Every other option (dtype, seed, attention kernel, ...) counts.
 OUTPUT_NEUTRAL_ENGINE_OPTIONS = frozenset({
-    "gpu_memory_utilization", "max_model_len", "enforce_eager", "cpu_offload_gb",
+    "gpu_memory_utilization", "max_model_len", "enforce_eager", "multiprocessing", "cpu_offload_gb",
     "max_num_seqs", "max_num_batched_tokens", "enable_prefix_caching", "tensor_parallel_size",
     "max_batch_size", "kv_cache_mb", "max_prefill_tokens", "prefix_cache_mb", "cache_generated",
     "share_prefill", "device", "enable_lora", "max_lora_rank", "max_loras",

@@ -7,6 +7,12 @@ from pathlib import Path
 import pytest
 from openai_server import openai_server  # noqa: F401 -- one vLLM server per session, shared by every module
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each pytest-xdist worker gets its share of the cores unless told otherwise (set before any test
+    # imports torch): two workers with two threads each on a 2-core machine oversubscribe it.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -22,19 +28,18 @@ def uses_vllm_fixtures(path: Path) -> bool:
     return "tiny_vllm_engine" in text or "openai_server" in text
 
 
-# The xdist groups, and the order their units are handed out under `pytest -n 2 --dist loadgroup`: the
-# rehearsal first (alone, it is the longest test: 10-15 minutes), the session's vLLM engines second, then
-# the rest in collection order. The whole suite's wall time is about the rehearsal's plus what the other
-# worker cannot take meanwhile.
-GROUP_ORDER = {"rehearsal": 0, "vllm": 1}
+# The xdist groups, and the order their units are handed out under `pytest -n 2`, longest first, then
+# the rest in collection order. xdist gives each worker one unit, and a second when the first has under
+# three tests left: one worker takes the notebooks (3 tests, 7 minutes), then the vLLM group; the other
+# the rehearsal (1 test, 3-5 minutes) with the Ray group queued behind it; both share the rest.
+GROUP_ORDER = {"notebooks": 0, "rehearsal": 1, "ray": 2, "vllm": 3}
 
 
 def xdist_group(item) -> str | None:
     """The pytest-xdist group a test runs in, or None for a test any worker may take.
 
-    - ``rehearsal``: the two-node cluster rehearsal, on its own: the worker that holds it takes
-      nothing else for its 10-15 minutes. Its cluster keeps its files in its own Ray temp dir, so
-      the Ray tests of the other worker never join it (test_rehearsal.py).
+    - ``rehearsal``: the two-node cluster rehearsal, on its own. Its cluster keeps its files in
+      its own Ray temp dir, so the Ray tests of the other worker never join it (test_rehearsal.py).
     - ``ray``: every other test that starts Ray (``ray_instance`` users and :data:`RAY_MODULES`).
     - ``vllm``: tests marked ``vllm`` and modules that use the session's vLLM engines: one worker holds
       those engines (2.4 GiB of RAM each on a CPU), never both.
@@ -71,9 +76,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    """Under xdist, hand the units out in collection order (``GROUP_ORDER`` first) rather than
-    largest group first, xdist's default (``--loadscope-reorder``), which would start the
-    rehearsal, a one-test group, only after the large groups."""
+    """Under xdist (``pytest -n 2``), always distribute by group, and hand the units out in
+    collection order (``GROUP_ORDER`` first).
+
+    - ``-n 2`` alone means ``--dist load``, which ignores the groups: both workers would start the
+      session's vLLM engines and Ray instances. The suite needs its groups, so ``load`` becomes
+      ``loadgroup``; another ``--dist`` the user names is kept.
+    - xdist's default ``--loadscope-reorder`` hands out the largest groups first, which would start
+      the rehearsal, a one-test group, only after them.
+    """
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
 

@@ -163,7 +163,9 @@ def test_results_come_in_finishing_order(engine):
 
 
 def test_submissions_join_the_running_batch(engine):
-    first_reqs = [req(PROMPTS[1], greedy(30, ignore_eos=True), "long"), req(PROMPTS[0], greedy(2), "a")]
+    # long enough that the late requests, submitted over HTTP after a poll, still join it on a loaded
+    # machine: with 30 tokens the openai server finished it first under the other xdist worker's load
+    first_reqs = [req(PROMPTS[1], greedy(200, ignore_eos=True), "long"), req(PROMPTS[0], greedy(2), "a")]
     late_reqs = [req(PROMPTS[2], greedy(3), "b"), req(PROMPTS[0], greedy(5), "c")]
     alone = engine.generate(first_reqs + late_reqs)  # greedy: what each request gives anyway
     first = submit(engine, first_reqs)

@@ -17,7 +17,10 @@ rehearsal keeps every structural choice and shrinks only the sizes:
 It asserts: no failed tree and no failed unit; actors on both nodes; iteration 2's rollout
 actors and iteration 1's evaluation actors served iteration 1's adapter (its content hash in
 every tree and in the evaluation summary); every stage's outputs; and at the start of each
-trainer no meds3 actor and no vLLM engine process is left alive on the machine.
+trainer no meds3 actor and no vLLM engine process is left alive on the machine. (On a CPU each
+actor runs vLLM's engine core inside its own process, the backend's CPU default; an engine core in
+a process of its own, as on GPU nodes, ending with ``close()`` is pinned in
+test_engine_vllm_process.py.)
 """
 
 from __future__ import annotations
@@ -43,16 +46,36 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def vllm_processes() -> list[str]:
-    """Command lines of the vLLM engine-core processes alive on this machine."""
-    found = []
+    """Command lines of this run's vLLM engine-core processes: those descended from this test's
+    process (it starts the cluster's raylets, which start the actors, which start the engines) and
+    orphans (their parent is gone). The session's engines a test on the other pytest-xdist worker
+    starts meanwhile descend from that worker. (vLLM's process titles overwrite the environment
+    block, so an environment variable cannot mark them.)"""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if "EngineCore" in cmd:
-                found.append(f"{entry.name}: {cmd[:80]}")
+
+    def ours(pid: int) -> bool:
+        if parents.get(pid) == 1:
+            return True
+        while pid in parents and pid > 1:
+            if pid == os.getpid():
+                return True
+            pid = parents[pid]
+        return False
+
+    found = []
+    for pid in parents:
+        try:
+            cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "EngineCore" in cmd and ours(pid):
+            found.append(f"{pid}: {cmd[:80]}")
     return found
 
 
@@ -131,6 +154,7 @@ def test_paper_shaped_evolve_on_a_two_node_ray_cluster(two_node_cluster, tmp_pat
     import meds3.train
     from meds3.evolve import run
     from meds3.rollout import TreeStore
+    from meds3.rollout.ray_units import RayUnitJob
     from meds3.rollout.shipping import dir_sha256
 
     config = paper_shaped_config(tmp_path)
@@ -141,14 +165,21 @@ def test_paper_shaped_evolve_on_a_two_node_ray_cluster(two_node_cluster, tmp_pat
         return [json.loads(p.read_text()) for p in sorted(out.glob(f"iter*/{stage}/manifest.json"))]
 
     at_training: list[tuple[str, list[str], list[int]]] = []
-    # vLLM engines other tests keep up for the whole session (tests/conftest.py) are not this run's
-    before = set(vllm_processes())
+    at_actor_start: list[bool] = []  # whether each actor that built its engine was seen alive then
+    worker_started = RayUnitJob._worker_started
+
+    def seen_started(job, worker, ref):
+        worker_started(job, worker, ref)
+        if worker.ready:
+            at_actor_start.append(bool(worker.pid) and alive(worker.pid))
+
+    monkeypatch.setattr(RayUnitJob, "_worker_started", seen_started)
 
     def checked(trainer):
         def wrapper(cfg, progress=True):
             pids = [w["pid"] for stage in ("rollout", "eval") for m in manifests(stage)
                     for w in m["summary"].get("ray", {}).get("per_worker", [])]
-            at_training.append((cfg.output_dir, [p for p in vllm_processes() if p not in before],
+            at_training.append((cfg.output_dir, vllm_processes(),
                                 [p for p in pids if p and alive(p)]))
             return trainer(cfg, progress=progress)
 
@@ -162,6 +193,7 @@ def test_paper_shaped_evolve_on_a_two_node_ray_cluster(two_node_cluster, tmp_pat
     assert [t[0].split("/")[-2:] for t in at_training] == [["iter1", "policy"], ["iter1", "prm"],
                                                           ["iter2", "policy"], ["iter2", "prm"]]
     assert all(not engines and not actors for _, engines, actors in at_training), at_training
+    assert len(at_actor_start) >= 5 and all(at_actor_start), at_actor_start  # the check above sees the actors
 
     # Rollouts: no failed tree or unit, actors on both nodes, every engine closed.
     rollouts = {m["stage"]: m["summary"] for m in manifests("rollout")}

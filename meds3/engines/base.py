@@ -195,7 +195,7 @@ TRANSFORMERS_OPTIONS = frozenset({
     "admit_wait"})
 VLLM_OWN_OPTIONS = frozenset({
     "dtype", "enable_lora", "max_lora_rank", "max_loras", "max_model_len", "gpu_memory_utilization",
-    "enforce_eager", "seed", "trust_remote_code", "batch_invariant"})
+    "enforce_eager", "seed", "trust_remote_code", "batch_invariant", "multiprocessing"})
 VLLM_LLM_OPTIONS = frozenset({
     "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "distributed_executor_backend",
     "quantization", "kv_cache_dtype", "kv_cache_memory_bytes", "max_num_seqs", "max_num_batched_tokens",

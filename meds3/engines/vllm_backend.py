@@ -12,6 +12,7 @@ both backends see exactly the same prompt tokens.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -33,6 +34,23 @@ def _import_vllm():
     except ImportError as exc:
         raise ImportError(f"the vllm backend needs the vllm package; {INSTALL_HINT}") from exc
     return vllm
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str | None):
+    """``os.environ[name] = value`` inside the block (nothing when ``value`` is None), restored after."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 @register_backend("vllm")
@@ -67,6 +85,11 @@ class VLLMEngine(Engine):
         trust_remote_code: run Python code shipped in the model's repository when loading it
             (tokenizer, config and ``vllm.LLM``); off by default, since that code runs with this
             process's rights.
+        multiprocessing: run vLLM's engine core in its own process (vLLM's default) or in this
+            one (``VLLM_ENABLE_V1_MULTIPROCESSING``). Default: vLLM's on GPU, where the core's loop
+            overlaps the GPU's work; in this process on CPU, where every process of vLLM imports
+            it anew: on 2 cores the engine started in 21 s instead of 53 s, at the same throughput
+            (docs/benchmarks.md). ``VLLM_ENABLE_V1_MULTIPROCESSING``, when set, is the default.
         **llm_kwargs: passed to ``vllm.LLM``; only the names in
             :data:`meds3.engines.base.VLLM_LLM_OPTIONS` (``tensor_parallel_size``,
             ``quantization``, ``max_num_seqs``, ...).
@@ -79,7 +102,7 @@ class VLLMEngine(Engine):
                  max_lora_rank: int = 16, max_loras: int = 2, max_model_len: int | None = None,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  seed: int = 0, trust_remote_code: bool = False, batch_invariant: bool = False,
-                 **llm_kwargs: Any):
+                 multiprocessing: bool | None = None, **llm_kwargs: Any):
         unknown = sorted(set(llm_kwargs) - VLLM_LLM_OPTIONS)
         if unknown:
             raise ValueError(f"vllm engine option {unknown[0]!r} is not allowed; allowed: "
@@ -124,8 +147,19 @@ class VLLMEngine(Engine):
         if enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
         kwargs.update(llm_kwargs)
-        logger.info("starting vllm.LLM(%s)", kwargs)
-        self.llm = vllm.LLM(**kwargs)
+        if multiprocessing is None and "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ and on_cpu:
+            multiprocessing = False
+        self.multiprocessing = multiprocessing
+        where = {None: "", True: ", engine core in its own process", False: ", engine core in this process"}
+        logger.info("starting vllm.LLM(%s)%s", kwargs, where[multiprocessing])
+        # An engine core in this process freezes vLLM's environment variables at their values then
+        # (vllm.envs.enable_envs_cache): thaw them, so this engine reads today's (this option, the
+        # thread binding above), not those of an engine built earlier in the process.
+        thaw = getattr(getattr(vllm, "envs", None), "disable_envs_cache", None)
+        if thaw is not None:
+            thaw()
+        with _env("VLLM_ENABLE_V1_MULTIPROCESSING", None if multiprocessing is None else str(int(multiprocessing))):
+            self.llm = vllm.LLM(**kwargs)  # vLLM reads the variable while it builds the engine
         self._vllm = vllm
         self.enable_lora = enable_lora
         self.max_model_len = max_model_len
