@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
 # Modules whose tests start Ray themselves (a cluster, or a CLI run with --ray), not through ray_instance.
+# The session's vLLM fixtures (an engine and an OpenAI-compatible server on tiny-random-llama).
+SESSION_VLLM_FIXTURES = ("tiny_vllm_engine", "openai_server")
 RAY_MODULES = {"test_rollout_ray.py", "test_eval_ray.py", "test_fault_ray.py", "test_rehearsal.py", "test_packaging.py"}
 
 
@@ -25,7 +27,7 @@ def uses_vllm_fixtures(path: Path) -> bool:
     """Whether a test module names the session's vLLM fixtures (some reach them through
     ``request.getfixturevalue``, which ``item.fixturenames`` does not show)."""
     text = path.read_text(encoding="utf-8")
-    return "tiny_vllm_engine" in text or "openai_server" in text
+    return any(name in text for name in SESSION_VLLM_FIXTURES)
 
 
 # The xdist groups, and the order their units are handed out under `pytest -n 2`, longest first, then
@@ -89,6 +91,17 @@ def pytest_configure(config):
         config.option.dist = "loadgroup"
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    if getattr(config, "workerinput", {}).get("loadgroup"):  # a worker: see pytest_configure_node
+        config.option.loadgroup = True
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest without xdist does not know it
+def pytest_configure_node(node):
+    """Tell each xdist worker that the run is by group: a worker parses the command line itself
+    and decides from ``--dist`` alone (xdist's ``setup_config``), so ``-n 2`` without ``--dist``
+    would leave its tests ungrouped; then it writes no group into the node ids, which is what
+    the controller groups by."""
+    node.workerinput["loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 @pytest.fixture(scope="session")

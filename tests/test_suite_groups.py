@@ -10,8 +10,6 @@ from types import SimpleNamespace
 
 import conftest
 
-SESSION_VLLM = {"tiny_vllm_engine", "openai_server"}
-
 
 def group_of(item) -> str | None:
     marks = [m.args[0] for m in item.iter_markers("xdist_group")]
@@ -20,7 +18,7 @@ def group_of(item) -> str | None:
 
 
 def test_the_session_vllm_engines_are_used_by_one_group_only(request):
-    users = [item for item in request.session.items if SESSION_VLLM & set(item.fixturenames)]
+    users = [item for item in request.session.items if set(conftest.SESSION_VLLM_FIXTURES) & set(item.fixturenames)]
     assert all(group_of(item) == "vllm" for item in users), \
         [(item.nodeid, group_of(item)) for item in users if group_of(item) != "vllm"]
 
@@ -36,6 +34,9 @@ def test_every_test_that_starts_ray_is_in_a_ray_group(request):
 def test_groups_come_first_on_xdist_workers_and_no_file_is_split_otherwise(request):
     items = request.session.items
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the worker writes the groups into the node ids (what the controller groups by), -n 2 alone too
+        assert request.config.option.loadgroup
+        assert all(item.nodeid.endswith("@" + group_of(item)) for item in items if group_of(item))
         ranks = [conftest.GROUP_ORDER.get(group_of(item), len(conftest.GROUP_ORDER)) for item in items]
         assert ranks == sorted(ranks)  # the groups in GROUP_ORDER, then the rest
     else:  # one process: each file's tests in one run, so its module fixtures are built once
