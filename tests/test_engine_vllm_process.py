@@ -71,3 +71,18 @@ def test_an_engine_core_in_its_own_process_gives_the_same_tokens_and_ends_with_c
         engine.close()
     assert not started & engine_core_processes(), "the engine core outlived close()"
     assert os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") is None  # the option did not leak into the process
+
+
+@pytest.mark.slow  # an engine start (~20 s) beside 3 GiB of ballast
+def test_an_in_process_engine_gets_its_share_whatever_the_process_already_holds(tiny_model_path):
+    """vLLM's CPU worker counts the whole process's memory as the engine's: 3 GiB held by the
+    caller left a tenth of this machine's RAM (2.35 GiB) no room for a KV cache until the backend
+    added what the process holds to the share."""
+    ballast = bytearray(b"\x01") * (3 << 30)  # resident, not a lazy zero page
+    engine = build_engine(tiny_model_path, backend="vllm", max_model_len=512, gpu_memory_utilization=0.1,
+                          multiprocessing=False)
+    try:
+        assert engine.generate(requests()[:1])[0].samples[0].token_ids
+    finally:
+        engine.close()
+        del ballast

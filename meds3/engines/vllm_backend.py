@@ -150,6 +150,17 @@ class VLLMEngine(Engine):
         if multiprocessing is None and "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ and on_cpu:
             multiprocessing = False
         self.multiprocessing = multiprocessing
+        in_process = multiprocessing is False or (
+            multiprocessing is None and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0")
+        if on_cpu and in_process:
+            # vLLM's CPU worker counts its whole process's memory (RSS) as the engine's, and gives the
+            # KV cache what is left of gpu_memory_utilization x RAM: in this process, whatever the caller
+            # already holds would be taken from the KV cache (and past it, refused). Add it, so the
+            # engine gets the same share as in a process of its own.
+            import psutil  # a vLLM dependency
+
+            held = psutil.Process().memory_info().rss / psutil.virtual_memory().total
+            kwargs["gpu_memory_utilization"] = round(min(0.95, kwargs["gpu_memory_utilization"] + held), 4)
         where = {None: "", True: ", engine core in its own process", False: ", engine core in this process"}
         logger.info("starting vllm.LLM(%s)%s", kwargs, where[multiprocessing])
         # An engine core in this process freezes vLLM's environment variables at their values then
