@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import random
+import weakref
 from typing import Any, Sequence
 
 from meds3.engines.base import VLLM_LLM_OPTIONS, VLLM_OWN_OPTIONS, Engine, register_backend
@@ -24,6 +25,9 @@ from meds3.engines.models import resolve_model
 from meds3.engines.types import GenerationRequest, GenerationResult, Sample
 
 logger = logging.getLogger(__name__)
+# Live engines whose engine core runs in this process: vLLM keeps one model-parallel state per
+# process, and closing one such engine tears it down under the others.
+_IN_PROCESS: weakref.WeakSet = weakref.WeakSet()
 INSTALL_HINT = ("install vLLM: `pip install vllm` on GPU machines (the meds3[vllm] extra), "
                 "or run .ci/install_vllm_cpu.sh on CPU machines")
 
@@ -88,8 +92,12 @@ class VLLMEngine(Engine):
         multiprocessing: run vLLM's engine core in its own process (vLLM's default) or in this
             one (``VLLM_ENABLE_V1_MULTIPROCESSING``). Default: vLLM's on GPU, where the core's loop
             overlaps the GPU's work; in this process on CPU, where every process of vLLM imports
-            it anew: on 2 cores the engine started in 21 s instead of 53 s, at the same throughput
-            (docs/benchmarks.md). ``VLLM_ENABLE_V1_MULTIPROCESSING``, when set, is the default.
+            it anew and the core's loop competes for the same cores: on 2 cores the engine started
+            in 20.7 s instead of 44.7 s and generated 194.5 tokens/s instead of 170.5
+            (benchmarks/bench_vllm_start.py, docs/benchmarks.md). One engine per process can run
+            its core there (vLLM keeps one model-parallel state per process): while one does, the
+            CPU default for the next is its own process, and ``False`` raises ``ValueError``.
+            ``VLLM_ENABLE_V1_MULTIPROCESSING``, when set, is the default.
         **llm_kwargs: passed to ``vllm.LLM``; only the names in
             :data:`meds3.engines.base.VLLM_LLM_OPTIONS` (``tensor_parallel_size``,
             ``quantization``, ``max_num_seqs``, ...).
@@ -148,10 +156,13 @@ class VLLMEngine(Engine):
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=max_loras)
         kwargs.update(llm_kwargs)
         if multiprocessing is None and "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ and on_cpu:
-            multiprocessing = False
-        self.multiprocessing = multiprocessing
+            multiprocessing = bool(_IN_PROCESS)  # a second live engine gets a process of its own
         in_process = multiprocessing is False or (
             multiprocessing is None and os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0")
+        if in_process and _IN_PROCESS:
+            raise ValueError("another vLLM engine already runs its engine core in this process (vLLM keeps one "
+                             "model-parallel state per process): close it first, or pass multiprocessing=True")
+        self.multiprocessing = multiprocessing
         if on_cpu and in_process:
             # vLLM's CPU worker counts its whole process's memory (RSS) as the engine's, and gives the
             # KV cache what is left of gpu_memory_utilization x RAM: in this process, whatever the caller
@@ -171,6 +182,8 @@ class VLLMEngine(Engine):
             thaw()
         with _env("VLLM_ENABLE_V1_MULTIPROCESSING", None if multiprocessing is None else str(int(multiprocessing))):
             self.llm = vllm.LLM(**kwargs)  # vLLM reads the variable while it builds the engine
+        if in_process:
+            _IN_PROCESS.add(self)
         self._vllm = vllm
         self.enable_lora = enable_lora
         self.max_model_len = max_model_len
@@ -348,6 +361,7 @@ class VLLMEngine(Engine):
             return
         self._tickets.clear()
         self.llm = None
+        _IN_PROCESS.discard(self)
         engine = getattr(llm, "llm_engine", None)
         core = getattr(engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
