@@ -16,9 +16,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
-# Modules whose tests start Ray themselves (a cluster, or a CLI run with --ray), not through ray_instance.
 # The session's vLLM fixtures (an engine and an OpenAI-compatible server on tiny-random-llama).
 SESSION_VLLM_FIXTURES = ("tiny_vllm_engine", "openai_server")
+# Modules whose tests start Ray themselves (a cluster, or a CLI run with --ray), not through ray_instance.
 RAY_MODULES = {"test_rollout_ray.py", "test_eval_ray.py", "test_fault_ray.py", "test_rehearsal.py", "test_packaging.py"}
 
 
