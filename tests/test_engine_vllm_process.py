@@ -7,35 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from testing_utils import engine_core_processes
 
 from meds3.engines import GenerationRequest, SamplingParams, build_engine
 
 pytestmark = pytest.mark.vllm
-
-
-def engine_core_processes() -> set[int]:
-    """pids of the vLLM engine-core processes descended from this process."""
-    parents, cores = {}, set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if b"EngineCore" in (entry / "cmdline").read_bytes():
-                    cores.add(int(entry.name))
-            except (OSError, IndexError, ValueError):
-                continue
-
-    def descends(pid: int) -> bool:
-        while pid in parents and pid > 1:
-            pid = parents[pid]
-            if pid == os.getpid():
-                return True
-        return False
-
-    return {pid for pid in cores if descends(pid)}
 
 
 def requests() -> list[GenerationRequest]:
@@ -61,17 +39,17 @@ def test_the_cpu_default_runs_the_engine_core_in_this_process(tiny_vllm_engine):
 def test_an_engine_core_in_its_own_process_gives_the_same_tokens_and_ends_with_close(tiny_vllm_engine,
                                                                                     tiny_model_path):
     want = tokens(tiny_vllm_engine.generate(requests()))
-    before = engine_core_processes()
+    before = set(engine_core_processes())
     # the session engine's options, but the engine core in its own process
     engine = build_engine(tiny_model_path, backend="vllm", enable_lora=True, max_lora_rank=8, max_model_len=512,
                           gpu_memory_utilization=0.1, multiprocessing=True)
     try:
-        started = engine_core_processes() - before
+        started = set(engine_core_processes()) - before
         assert len(started) == 1 and engine.multiprocessing is True
         assert tokens(engine.generate(requests())) == want
     finally:
         engine.close()
-    assert not started & engine_core_processes(), "the engine core outlived close()"
+    assert not started & set(engine_core_processes()), "the engine core outlived close()"
     assert os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") is None  # the option did not leak into the process
 
 

