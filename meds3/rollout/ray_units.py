@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -97,12 +98,14 @@ class WorkerState:
 
 
 def actor_info() -> dict[str, Any]:
-    """Where the calling actor runs: host name, Ray node id, process id."""
+    """Where the calling actor runs: host name, Ray node id ("" outside Ray: asking Ray for it
+    would start a Ray instance), process id."""
     import socket
 
     import ray
 
-    return {"host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    return {"host": socket.gethostname(), "node": node, "pid": os.getpid()}
 
 
 def default_engine_factory(config: Any):
@@ -111,6 +114,21 @@ def default_engine_factory(config: Any):
     from meds3.engines.config import build_engine_from
 
     return build_engine_from(config)
+
+
+def set_torch_threads(threads: int) -> None:
+    """Give torch ``threads`` intra-op threads in this process without importing it: an actor
+    whose engine does not use torch (an OpenAI-compatible server's client, a scripted engine)
+    then never loads it, which is 2 s of every actor start on a two-core machine. Where torch
+    is loaded already the count is set directly; otherwise it goes into the environment that
+    torch's OpenMP and MKL read when torch is first imported. (Torch caps a count read there at
+    the machine's cores, as it does for a user's own ``OMP_NUM_THREADS``: more threads than
+    cores only oversubscribe them.)"""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
 
 
 class EngineActor:
@@ -128,20 +146,18 @@ class EngineActor:
 
     def __init__(self, worker_id: int, config: Any, engine_factory: Optional[Callable[[Any], Any]] = None,
                  shipment: Any = None):
-        import torch
-
-        torch.set_num_threads(config.ray.threads)
+        set_torch_threads(config.ray.threads)
         self.worker_id = worker_id
         self.config = shipment.localize(config) if shipment is not None else config
         self.adapter_sha256 = shipment.adapter_sha256 if shipment is not None else ""
         self.engine = (engine_factory or default_engine_factory)(self.config)
 
     def info(self) -> dict[str, Any]:
-        """Where this actor runs (host, node, process id), its torch threads and adapter."""
-        import torch
-
-        return {**actor_info(), "torch_threads": torch.get_num_threads(), "adapter": self.config.adapter,
-                "adapter_sha256": self.adapter_sha256}
+        """Where this actor runs (host, node, process id), its torch threads (None where its engine
+        does not use torch) and adapter."""
+        torch = sys.modules.get("torch")
+        return {**actor_info(), "torch_threads": torch.get_num_threads() if torch is not None else None,
+                "adapter": self.config.adapter, "adapter_sha256": self.adapter_sha256}
 
     def close(self) -> dict[str, Any]:
         """Close the engine (vLLM frees the memory it reserved); the driver calls this at the end."""

@@ -51,8 +51,8 @@ def hanging(config):
 def test_a_hung_engine_is_timed_out_its_actor_replaced_and_its_question_isolated(ray_instance, tmp_path, schedule):
     """Rounds: an actor runs its units in order. Async: a streaming actor's units share one forest,
     so a hang stalls both; either way the poison question ends up alone and failed."""
-    # a replacement actor's start (a Ray worker importing torch) may take longer than the 4 s
-    # a unit gets on a slow or busy machine: starts get their own, generous deadline
+    # a replacement actor's start (a Ray worker importing meds3 and these tests' modules) may take
+    # longer than the 4 s a unit gets on a slow or busy machine: starts get their own, generous deadline
     config = job(tmp_path, schedule, unit_size=2, max_unit_retries=0, unit_timeout_s=4.0, start_timeout_s=120.0,
                  max_worker_replacements=4)
     summary = run_ray_rollout(config, progress=False, engine_factory=hanging)
@@ -137,11 +137,12 @@ def test_an_actor_whose_engine_fails_for_good_is_replaced_and_its_unit_retried(r
 
 def test_an_actor_whose_start_hangs_is_killed_and_replaced(ray_instance, tmp_path):
     # the hung actor is the only one; the deadline leaves a slow or busy machine room to start
-    # the replacement (a Ray worker importing torch), which is held to the same deadline
-    config = job(tmp_path, unit_size=2, unit_timeout_s=6.0, start_timeout_s=20.0, num_workers=1)
+    # the replacement, which is held to the same deadline: a Ray worker importing meds3 and these
+    # tests' modules, about 1.5 s on two idle cores (a scripted engine never loads torch)
+    config = job(tmp_path, unit_size=2, unit_timeout_s=6.0, start_timeout_s=10.0, num_workers=1)
     factory = FirstBuildDiffers(str(tmp_path / "marker"), "hangs", delay=1)
     summary = run_ray_rollout(config, progress=False, engine_factory=factory)
     r = summary["ray"]
     assert r["failed_units"] == [] and stored(config) == [q.id for q in QS]
     [hung] = [w for w in r["per_worker"] if not w["alive"]]
-    assert "start ran past ray.start_timeout_s (20 s)" in hung["died"] and r["timeouts"] >= 1
+    assert "start ran past ray.start_timeout_s (10 s)" in hung["died"] and r["timeouts"] >= 1
