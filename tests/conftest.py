@@ -30,6 +30,12 @@ def uses_vllm_fixtures(path: Path) -> bool:
     return any(name in text for name in SESSION_VLLM_FIXTURES)
 
 
+@functools.cache
+def uses_ray_instance(path: Path) -> bool:
+    """Whether a test module uses the ``ray_instance`` fixture."""
+    return "ray_instance" in path.read_text(encoding="utf-8")
+
+
 # The xdist groups, and the order their units are handed out under `pytest -n 2`, longest first, then
 # the rest in collection order. xdist gives each worker one unit, and a second when the first has under
 # three tests left: one worker takes the notebooks (3 tests, 7 minutes), then the vLLM group; the other
@@ -74,7 +80,9 @@ def pytest_collection_modifyitems(config, items):
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
     if os.environ.get("PYTEST_XDIST_WORKER"):  # set in xdist's workers, where collection happens
-        items.sort(key=lambda item: GROUP_ORDER.get(xdist_group(item), len(GROUP_ORDER)))
+        # within a group, the modules that use ray_instance first: they share one Ray instance
+        items.sort(key=lambda item: (GROUP_ORDER.get(xdist_group(item), len(GROUP_ORDER)),
+                                     not uses_ray_instance(item.path)))
 
 
 def pytest_configure(config):
@@ -140,14 +148,31 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="module")
+# The local Ray instance the ray_instance tests share ({"address": ...} while it runs).
+_RAY: dict[str, str] = {}
+
+
+@pytest.fixture
 def ray_instance():
-    """One local Ray instance (2 CPUs) per test module, shut down after it (a new one: ``address="local"``
-    never joins another Ray running on the machine); actors find the
-    tests' helper modules (scripted engines, factories) through PYTHONPATH. Yields its address."""
+    """A local Ray instance (2 CPUs; a new one: ``address="local"`` never joins another Ray running
+    on the machine), its address. Consecutive test modules that use this fixture share one instance
+    (starting one costs 5-8 s); it is shut down before a test of a module that does not use it
+    (:func:`pytest_runtest_teardown`), so those never see it. Actors find the tests' helper
+    modules (scripted engines, factories) through PYTHONPATH."""
     ray = pytest.importorskip("ray")
-    tests = Path(__file__).resolve().parent
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(tests), str(tests / "faults")])}})
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    if "address" not in _RAY:
+        tests = Path(__file__).resolve().parent
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(tests), str(tests / "faults")])}})
+        _RAY["address"] = ray.get_runtime_context().gcs_address
+    return _RAY["address"]
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Shut the shared Ray instance down after the last test, or before a module without
+    ``ray_instance`` tests (a ``--ray`` CLI run there starts its own Ray)."""
+    if "address" in _RAY and (nextitem is None or not uses_ray_instance(nextitem.path)):
+        import ray
+
+        ray.shutdown()
+        _RAY.clear()

@@ -253,8 +253,9 @@ def test_actors_search_with_the_adapter_shipped_through_ray(ray_instance, tmp_pa
     seeds = REPO / "seed_data" / "clinical_calc.jsonl"
     common = [f"seeds=[{seeds}]", "limit=2", "model=tiny-random-llama", "live_trees=2", f"adapter={adapter}",
               *TINY_SEARCH]
+    # one actor (each loads torch, transformers and the model: 8 s of CPU): the shipping is the same for each
     config = load_config(RolloutConfig, None, [f"output_dir={tmp_path / 'ray'}", "ray.enabled=true",
-                                               "ray.unit_size=1", *common])
+                                               "ray.num_workers=1", "ray.unit_size=1", *common])
     summary = run_ray_rollout(config, progress=False, engine_factory=shipped_copy_engine)
     assert summary["ray"]["failed_units"] == [] and summary["failed"] == 0
     trees = list(TreeStore(tmp_path / "ray" / "trees").iter_trees())
