@@ -1,7 +1,8 @@
 """The actor body every meds3 Ray actor shares (``EngineActor``), run as a plain object in a fresh
 process: its torch thread count holds whether the engine loads torch before or after it starts,
 and an engine that does not use torch never loads it (2 s of every actor start on two cores).
-No Ray here: what Ray adds (placement, death, replacement) is tested in test_rollout_ray.py."""
+Then the end of an actor: the driver waits for its process to exit, not only for Ray to fail
+its calls. No Ray here: what Ray adds (placement, death, replacement) is tested in test_rollout_ray.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,39 @@ def test_an_engine_that_loads_torch_gets_the_configured_threads():
 def test_torch_loaded_before_the_actor_starts_gets_the_configured_threads():
     info = actor_info("scripted", "torch-loaded")
     assert info["torch_loaded"] is True and info["torch_threads"] == THREADS
+
+
+# -- the end of an actor: its process, not only Ray's word --------------------------------------
+
+def test_wait_exited_returns_once_the_process_has_exited():
+    from meds3.rollout.ray_units import process_exited, wait_exited
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    assert not process_exited(proc.pid)
+    assert wait_exited([proc.pid], timeout=60) == []
+    assert proc.poll() is not None  # it had exited: reaped at once
+
+
+def test_wait_exited_returns_what_still_runs_at_the_timeout():
+    from meds3.rollout.ray_units import wait_exited
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert wait_exited([proc.pid], timeout=0.2) == [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_zombie_has_exited():
+    """An exited child not yet reaped by its parent keeps only its exit status: its memory is free."""
+    from meds3.rollout.ray_units import process_exited
+
+    proc = subprocess.Popen(["true"])
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # not reaped: proc.poll() is not called
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    assert process_exited(proc.pid) and stat.exists()
+    proc.wait()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from parity_verifier import ParityVerifier  # noqa: F401  (registers the parity-test task type)
-from testing_utils import engine_core_processes
+from testing_utils import alive, engine_core_processes
 
 from meds3.config import from_dict
 from meds3.data.loaders import save_questions
@@ -51,19 +51,6 @@ def vllm_processes() -> list[str]:
     test's process (it starts the cluster's raylets, which start the actors, which start the
     engines) and orphans (their parent is gone)."""
     return [f"{pid}: {cmd[:80]}" for pid, cmd in engine_core_processes(orphans=True).items()]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited and freed its memory
-        return (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture

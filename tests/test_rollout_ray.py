@@ -15,6 +15,7 @@ import pytest
 from ray_helpers import kill_first_worker
 from scripted_engine import ScriptedEngine, SlowEngine
 from search_helpers import stored_ids
+from testing_utils import alive
 
 from meds3.config import ConfigError, load_config, save_config
 from meds3.data import save_questions
@@ -261,6 +262,33 @@ def test_actors_search_with_the_adapter_shipped_through_ray(ray_instance, tmp_pa
     trees = list(TreeStore(tmp_path / "ray" / "trees").iter_trees())
     want = dir_sha256(adapter)
     assert len(trees) == 2 and want and {t.adapter_sha256 for t in trees} == {want}
+    # the job returns when its actors' processes have exited (their memory is free), not only
+    # when Ray fails their calls
+    pids = [w["pid"] for w in summary["ray"]["per_worker"]]
+    assert pids and all(pids) and not any(alive(pid) for pid in pids)
     local = load_config(RolloutConfig, None, [f"output_dir={tmp_path / 'local'}", *common])
     run_rollout(local, progress=False)
     assert {t.adapter_sha256 for t in TreeStore(tmp_path / "local" / "trees").iter_trees()} == {want}
+
+
+def test_actor_processes_are_awaited_on_their_own_node(ray_instance, monkeypatch):
+    """The driver waits for a killed actor's process on the actor's node: by a task pinned there
+    when the node is not the driver's (here the driver is made to think it runs elsewhere), and
+    a node that cannot be reached counts its processes as still running."""
+    import ray
+
+    from meds3.rollout import ray_units
+
+    node = ray.get_runtime_context().get_node_id()
+    monkeypatch.setattr(ray_units, "_this_node", lambda: "a-driver-on-another-node")
+    short = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)"])
+    long = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        assert ray_units.wait_exited_on_nodes({node: [short.pid]}, time.monotonic() + 60) == {}
+        assert short.poll() is not None  # it had exited when the task said so
+        assert ray_units.wait_exited_on_nodes({node: [long.pid]}, time.monotonic() + 1) == {node: [long.pid]}
+        lost = "e" * len(node)  # no such node
+        assert ray_units.wait_exited_on_nodes({lost: [long.pid]}, time.monotonic() + 5) == {lost: [long.pid]}
+    finally:
+        long.kill()
+        long.wait()

@@ -73,3 +73,21 @@ def engine_core_processes(*, orphans: bool = False) -> dict[int, str]:
         return False
 
     return {pid: cmd for pid, cmd in cores.items() if ours(pid)}
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs (a zombie has exited and freed its
+    memory). The tests' own check, independent of ``meds3.rollout.ray_units.process_exited``."""
+    import os
+    from pathlib import Path
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -21,8 +21,9 @@ to ``num_workers`` start failures), so one bad node does not stop the job, while
 that cannot be built anywhere stops it with the reason.
 
 At the end every actor closes its engine (``close()``: vLLM frees the memory it reserved) and
-is killed, and the driver waits until each one is gone, so the next stage of a pipeline (a
-trainer on the same GPUs) starts with the memory free.
+is killed, and the driver waits until each one's process has exited (checked on the actor's
+node: Ray fails a killed actor's calls before its process is gone), so the next stage of a
+pipeline (a trainer on the same GPUs) starts with the memory free.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from meds3.rollout.ray_config import RayConfig
@@ -332,8 +334,8 @@ class RayUnitJob:
         self.shutdown_workers()
 
     def shutdown_workers(self) -> None:
-        """Close every live actor's engine, kill the actors and wait until they are gone, so
-        their memory (vLLM's reservation included) is free when this returns."""
+        """Close every live actor's engine, kill the actors and wait until their processes have
+        exited, so their memory (vLLM's reservation included) is free when this returns."""
         import ray
 
         closing = {}
@@ -355,6 +357,15 @@ class RayUnitJob:
                     logger.warning("worker %d still answers %.0f s after being killed", w.id, _CLOSE_TIMEOUT_S)
                     break
                 time.sleep(0.05)
+        # Ray fails an actor's calls as soon as it is killed, while its process may still be
+        # exiting with its memory held: wait for the processes themselves, each on its node.
+        by_node: dict[str, list[int]] = {}
+        for w in self.workers.values():
+            if w.pid:
+                by_node.setdefault(w.node, []).append(w.pid)
+        for node, pids in wait_exited_on_nodes(by_node, deadline).items():
+            logger.warning("actor processes %s on node %s still running %.0f s after being killed", pids, node,
+                           _CLOSE_TIMEOUT_S)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         """The job's scheduling figures (the ``ray`` section of a summary)."""
@@ -604,6 +615,73 @@ def _engine_failed(exc: BaseException) -> bool:
     from meds3.mcts.forest import EngineFailure
 
     return isinstance(getattr(exc, "cause", None), EngineFailure) or "EngineFailure" in str(exc)
+
+
+def process_exited(pid: int) -> bool:
+    """Whether process ``pid`` of this machine has exited. A zombie has (its memory is freed;
+    only its exit status waits for its parent), so on Linux its state is read from /proc."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    if not Path("/proc/self").is_dir():  # no /proc (macOS): os.kill answered, so it runs (or is a zombie)
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # it exited between the two looks
+    return state in ("Z", "X")
+
+
+def wait_exited(pids: list[int], timeout: float) -> list[int]:
+    """Wait up to ``timeout`` seconds until each of ``pids`` (processes of this machine) has
+    exited; returns those still running then."""
+    deadline = time.monotonic() + timeout
+    running = [pid for pid in pids if not process_exited(pid)]
+    while running and time.monotonic() < deadline:
+        time.sleep(0.05)
+        running = [pid for pid in running if not process_exited(pid)]
+    return running
+
+
+def _this_node() -> str:
+    """The Ray node id of the calling process."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def wait_exited_on_nodes(pids_by_node: dict[str, list[int]], deadline: float) -> dict[str, list[int]]:
+    """Wait until the given processes have exited, each on its own Ray node (no node reads
+    another's process table: the driver's node is checked here, every other by a CPU-less task
+    pinned to it). Returns, by node, the processes still running at ``deadline`` (a node that
+    cannot be reached counts all of its processes as still running)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = _this_node()
+    left = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+    remote = ray.remote(num_cpus=0, max_retries=0)(wait_exited)
+    refs = {node: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+        pids, left()) for node, pids in pids_by_node.items() if node and node != here}
+    running = {}
+    for node, pids in pids_by_node.items():
+        if node in refs:
+            continue
+        still = wait_exited(pids, left())
+        if still:
+            running[node] = still
+    for node, ref in refs.items():
+        try:
+            still = ray.get(ref, timeout=left() + 10.0)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            logger.warning("could not check the actor processes on node %s: %s", node, _reason(exc))
+            still = pids_by_node[node]
+        if still:
+            running[node] = still
+    return running
 
 
 def _gone(handle: Any, deadline: float) -> bool:
