@@ -338,6 +338,7 @@ class RayUnitJob:
         exited, so their memory (vLLM's reservation included) is free when this returns."""
         import ray
 
+        ending = [w for w in self.workers.values() if w.alive and w.pid]
         closing = {}
         for w in self.workers.values():
             if w.alive and w.ready:
@@ -359,10 +360,11 @@ class RayUnitJob:
                 time.sleep(0.05)
         # Ray fails an actor's calls as soon as it is killed, while its process may still be
         # exiting with its memory held: wait for the processes themselves, each on its node.
+        # (Only those alive until now: an actor that died earlier in a long job has long exited,
+        # and its pid may since belong to another process.)
         by_node: dict[str, list[int]] = {}
-        for w in self.workers.values():
-            if w.pid:
-                by_node.setdefault(w.node, []).append(w.pid)
+        for w in ending:
+            by_node.setdefault(w.node, []).append(w.pid)
         for node, pids in wait_exited_on_nodes(by_node, deadline).items():
             logger.warning("actor processes %s on node %s still running %.0f s after being killed", pids, node,
                            _CLOSE_TIMEOUT_S)
@@ -662,7 +664,10 @@ def wait_exited_on_nodes(pids_by_node: dict[str, list[int]], deadline: float) ->
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = _this_node()
-    left = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+
+    def left() -> float:
+        return max(0.0, deadline - time.monotonic())
+
     remote = ray.remote(num_cpus=0, max_retries=0)(wait_exited)
     refs = {node: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
         pids, left()) for node, pids in pids_by_node.items() if node and node != here}
