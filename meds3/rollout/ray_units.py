@@ -621,13 +621,12 @@ def _engine_failed(exc: BaseException) -> bool:
 
 def process_exited(pid: int) -> bool:
     """Whether process ``pid`` of this machine has exited. A zombie has (its memory is freed;
-    only its exit status waits for its parent), so on Linux its state is read from /proc."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    only its exit status waits for its parent), so on Linux its state is read from /proc;
+    :func:`meds3.io.process_alive` counts a zombie as running."""
+    from meds3.io import process_alive
+
+    if not process_alive(pid):
         return True
-    except PermissionError:
-        pass
     if not Path("/proc/self").is_dir():  # no /proc (macOS): os.kill answered, so it runs (or is a zombie)
         return False
     try:
