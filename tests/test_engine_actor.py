@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from testing_utils import require_tiny_model
+from testing_utils import proc_stat, require_tiny_model
 
 TESTS = Path(__file__).resolve().parent
 # Not torch's default (the machine's cores). Torch caps a count read from the environment at the
@@ -98,10 +98,9 @@ def test_a_zombie_has_exited():
     from meds3.rollout.ray_units import process_exited
 
     proc = subprocess.Popen(["true"])
-    stat = Path(f"/proc/{proc.pid}/stat")
     deadline = time.monotonic() + 60
-    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # not reaped: proc.poll() is not called
+    while proc_stat(proc.pid)[0] != "Z":  # not reaped: proc.poll() is not called
         assert time.monotonic() < deadline, "the child did not exit"
         time.sleep(0.01)
-    assert process_exited(proc.pid) and stat.exists()
+    assert process_exited(proc.pid) and Path(f"/proc/{proc.pid}").exists()
     proc.wait()

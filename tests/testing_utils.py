@@ -11,6 +11,8 @@ on first use.
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +43,12 @@ require_vllm = pytest.mark.skipif(not _installed("vllm"), reason="vllm not insta
 require_ray = pytest.mark.skipif(not _installed("ray"), reason="ray not installed")
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name: ``[0]`` is the state ("Z" for a
+    zombie), ``[1]`` the parent's pid. Raises OSError once the process is gone."""
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+
+
 def engine_core_processes(*, orphans: bool = False) -> dict[int, str]:
     """The vLLM engine-core processes descended from this process, as ``{pid: command line}``;
     with ``orphans``, also those whose parent is gone (reparented to pid 1), which is what an
@@ -49,14 +57,11 @@ def engine_core_processes(*, orphans: bool = False) -> dict[int, str]:
     Only descendants count: the session's engines a test on the other pytest-xdist worker starts
     meanwhile descend from that worker. (vLLM's process titles overwrite the environment block, so
     an environment variable cannot mark them.)"""
-    import os
-    from pathlib import Path
-
     parents, cores = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents[int(entry.name)] = int(proc_stat(int(entry.name))[1])
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except (OSError, IndexError, ValueError):
                 continue
@@ -78,9 +83,6 @@ def engine_core_processes(*, orphans: bool = False) -> dict[int, str]:
 def alive(pid: int) -> bool:
     """Whether process ``pid`` of this machine still runs (a zombie has exited and freed its
     memory). The tests' own check, independent of ``meds3.rollout.ray_units.process_exited``."""
-    import os
-    from pathlib import Path
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,6 +90,6 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        return (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] != "Z"
+        return proc_stat(pid)[0] != "Z"
     except OSError:
         return False
